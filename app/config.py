@@ -1,0 +1,284 @@
+"""Load `config.toml` plus `KEEL_<SECTION>__<KEY>` overrides into a frozen, typed tree.
+
+`load_config()` is the only reader of the file and the environment. Core
+sections are declared here; a plugin owns its own section (`Plugin.settings`),
+validated in the same pass, so one run reports every problem in the file with
+its key path. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from app.config_schema import Problems, Secret, build, check, to_plain
+from app.errors import ConfigError
+
+T = TypeVar("T")
+
+ENV_PREFIX = "KEEL_"
+CONFIG_ENV = "KEEL_CONFIG"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
+DEFAULT_PLUGINS = ("metrics", "redis")
+
+
+def _port(value: int) -> str | None:
+    return None if 1 <= value <= 65535 else f"expected a port 1..65535, got {value}"
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else f"expected a number > 0, got {value}"
+
+
+def _not_negative(value: float) -> str | None:
+    return None if value >= 0 else f"expected a number >= 0, got {value}"
+
+
+def _networks(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return f'expected CIDRs like "10.0.0.0/8", got "{value}"'
+    return None
+
+
+def _origins(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        if value != "*" and not value.startswith(("http://", "https://")):
+            return f'expected "*" or origins like "https://example.com", got "{value}"'
+    return None
+
+
+def _unique(values: tuple[str, ...]) -> str | None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            return f'"{value}" is listed twice: list each plugin once'
+        seen.add(value)
+    return None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """`[server]`: the HTTP listener and the drain sequence."""
+
+    host: str = "127.0.0.1"
+    port: int = field(default=8080, metadata=check(_port))
+    data_dir: str = "data"
+    client_max_size: int = field(default=1024 * 1024, metadata=check(_positive))
+    trusted_proxies: tuple[str, ...] = field(
+        default=("127.0.0.0/8", "::1/128"), metadata=check(_networks)
+    )
+    shutdown_timeout: float = field(default=30.0, metadata=check(_not_negative))
+    drain_delay: float = field(default=5.0, metadata=check(_not_negative))
+    uvloop: bool = True
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """`[worker]`: the `run.py worker` process."""
+
+    port: int = field(default=8081, metadata=check(_port))
+    concurrency: int = field(default=8, metadata=check(_positive))
+
+
+@dataclass(frozen=True)
+class PluginsConfig:
+    """`[plugins]`: which plugins load, by name or `package.module:Class`."""
+
+    enabled: tuple[str, ...] = field(default=DEFAULT_PLUGINS, metadata=check(_unique))
+
+
+@dataclass(frozen=True)
+class CorsConfig:
+    """`[cors]`: origins allowed to call the API from a browser (none by default)."""
+
+    allow_origins: tuple[str, ...] = field(default=(), metadata=check(_origins))
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """`[admin]`: "" means a random token is generated and printed at startup."""
+
+    token: Secret = field(default_factory=lambda: Secret(""))
+
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """`[logging]`: level, line format and the access log."""
+
+    level: LogLevel = "info"
+    format: Literal["text", "json"] = "text"
+    access_log: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole resolved configuration. Plugin sections are reached with `section()`."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    cors: CorsConfig = field(default_factory=CorsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # Plugin-owned sections, by their dataclass; filled by load_config.
+    sections: Mapping[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    def section(self, kind: type[T]) -> T:
+        """The plugin-owned section of type `kind` (its defaults if the file has none)."""
+        for value in self.sections.values():
+            if type(value) is kind:
+                return value
+        return kind()
+
+    def as_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        """The resolved tree as plain data, secrets masked unless `redact=False`."""
+        core = {
+            f.name: to_plain(getattr(self, f.name), redact=redact)
+            for f in dataclasses.fields(self)
+            if f.name not in ("sections", "source")
+        }
+        core.update({name: to_plain(s, redact=redact) for name, s in self.sections.items()})
+        return core
+
+
+CORE_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerConfig,
+    "worker": WorkerConfig,
+    "plugins": PluginsConfig,
+    "cors": CorsConfig,
+    "admin": AdminConfig,
+    "logging": LoggingConfig,
+}
+
+
+def config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
+    """`--config FILE`, else `KEEL_CONFIG`, else the repository's config.toml."""
+    if explicit:
+        return Path(explicit)
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    return DEFAULT_CONFIG_PATH
+
+
+def _parse_env_value(text: str) -> Any:
+    """A TOML value when it parses as one, else the text itself."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str], problems: Problems) -> dict[str, str]:
+    """Merge `KEEL_A__B=value` into `raw`; returns key path -> raw text of each override."""
+    text: dict[str, str] = {}
+    for name, value in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+        if len(keys) < 2 or not all(keys):
+            problems.add(name, "expected KEEL_<SECTION>__<KEY> (two underscores between levels)")
+            continue
+        node = raw
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                problems.add(
+                    ".".join(keys), f"{name} sets a key inside a value that is not a table"
+                )
+                break
+            node = child
+        else:
+            node[keys[-1]] = _parse_env_value(value)
+            text[".".join(keys)] = value
+    return text
+
+
+def _name_env_source(problem: str, text: Mapping[str, str]) -> str:
+    """Point a problem at the environment variable that caused it, if one did."""
+    path = problem.split(": ", 1)[0]
+    for key_path in text:
+        if key_path == path or key_path.startswith(f"{path}."):
+            return f"{problem} (from {env_name(key_path)})"
+    return problem
+
+
+def env_name(key_path: str) -> str:
+    """`server.port` -> `KEEL_SERVER__PORT`."""
+    return ENV_PREFIX + key_path.upper().replace(".", "__")
+
+
+def _read_file(path: Path, problems: Problems) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        problems.add(str(path), "config file not found")
+    except tomllib.TOMLDecodeError as exc:
+        problems.add(str(path), f"not valid TOML: {exc}")
+    except OSError as exc:
+        problems.add(str(path), f"cannot read: {exc.strerror}")
+    return {}
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    plugin_sections: Iterable[tuple[str, type[Any]]] | None = None,
+) -> Config:
+    """Read, merge and validate; raise `ConfigError` listing every problem.
+
+    `plugin_sections` names the sections plugins own (name, dataclass); by
+    default those of the built-in plugins and of any enabled by import path.
+    """
+    env = os.environ if env is None else env
+    problems = Problems()
+    source = config_path(path, env)
+    raw = _read_file(source, problems)
+    text = _apply_env(raw, env, problems)
+
+    core: dict[str, Any] = {}
+    for name, cls in CORE_SECTIONS.items():
+        value = raw.get(name, {})
+        if isinstance(value, dict):
+            core[name] = build(cls, value, problems, name, text)
+        else:
+            problems.add(name, "expected a table")
+    if plugin_sections is None:
+        from app.plugins import plugin_settings  # the registry imports config: import late
+
+        enabled = core["plugins"].enabled if "plugins" in core else DEFAULT_PLUGINS
+        plugin_sections = plugin_settings(enabled, problems)
+    owned = dict(plugin_sections)
+    sections: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name in CORE_SECTIONS:
+            continue
+        if name not in owned:
+            known = ", ".join(sorted([*CORE_SECTIONS, *owned]))
+            problems.add(name, f"unknown section (known sections: {known})")
+        elif not isinstance(value, dict):
+            problems.add(name, "expected a table")
+    for name, cls in owned.items():
+        value = raw.get(name, {})
+        sections[name] = build(cls, value if isinstance(value, dict) else {}, problems, name, text)
+    if problems.lines:
+        raise ConfigError([_name_env_source(line, text) for line in problems.lines])
+    return Config(**core, sections=sections, source=source)

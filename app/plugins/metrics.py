@@ -1,0 +1,150 @@
+"""The `metrics` plugin: the Prometheus registry, HTTP metrics and `GET /metrics`.
+
+Other plugins create their collectors on `app[METRICS].registry`. Each
+application has its own registry (never the process-global default), so two
+apps in one process — as in tests — never collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.process_collector import ProcessCollector
+
+from app.errors import HTTPError
+from app.plugins import BasePlugin
+
+# A small fixed set keeps label cardinality bounded whatever clients send.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "unmatched"
+
+
+class Metrics:
+    """The registry and the HTTP collectors; published as `app[METRICS]`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        self.requests = Counter(
+            "keel_http_requests",
+            "HTTP requests by method, route template and status.",
+            ("method", "route", "status"),
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "keel_http_request_duration_seconds",
+            "HTTP request duration by method and route template.",
+            ("method", "route"),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "keel_http_requests_in_flight",
+            "HTTP requests being served.",
+            registry=self.registry,
+        )
+        # Label lookups take a lock and build tuples: keep each child once.
+        self._durations: dict[tuple[str, str], Any] = {}
+        self._counts: dict[tuple[str, str, int], Any] = {}
+        self.observed = 0
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route)
+        histogram = self._durations.get(key)
+        if histogram is None:
+            histogram = self._durations[key] = self.duration.labels(method, route)
+        histogram.observe(seconds)
+        counter = self._counts.get((method, route, status))
+        if counter is None:
+            counter = self._counts[(method, route, status)] = self.requests.labels(
+                method, route, str(status)
+            )
+        counter.inc()
+        self.observed += 1
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+METRICS = web.AppKey("keel.metrics", Metrics)
+
+
+def route_label(request: web.Request) -> str:
+    """The route template (`/api/items/{id}`), never the raw path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
+def _status_of(exc: BaseException) -> int:
+    if isinstance(exc, HTTPError | web.HTTPException):
+        return exc.status
+    return 500
+
+
+class MetricsPlugin(BasePlugin):
+    name = "metrics"
+
+    def setup(self, app: web.Application) -> None:
+        self.metrics = Metrics()
+        app[METRICS] = self.metrics
+        app.middlewares.append(self.middleware)
+        app.router.add_get("/metrics", self.handle_metrics, name="metrics")
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        metrics = self.metrics
+        method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+        started = time.perf_counter()
+        metrics.in_flight.inc()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except asyncio.CancelledError:
+            status = 499  # the client went away (nginx's convention)
+            raise
+        except BaseException as exc:
+            status = _status_of(exc)
+            raise
+        finally:
+            metrics.in_flight.dec()
+            metrics.observe(method, route_label(request), status, time.perf_counter() - started)
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        body = self.metrics.exposition()
+        response = web.Response(body=body)
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        response.charset = "utf-8"
+        return response
+
+    def state(self) -> dict[str, Any]:
+        return {"requests_observed": self.metrics.observed}
+
+    def openapi_paths(self) -> dict[str, Any]:
+        return {
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus text exposition",
+                    "tags": ["operations"],
+                    "responses": {
+                        "200": {
+                            "description": "Metrics in the Prometheus text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            }
+        }

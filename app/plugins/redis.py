@@ -1,0 +1,194 @@
+"""The `redis` plugin: one shared `redis.asyncio` client and the instance heartbeat.
+
+With `[redis] url = ""` (the default) there is no client and the plugin does
+nothing: the cache, limits and WebSocket bus stay in-process. With a URL, every
+Redis-backed plugin shares this one connection pool, with short timeouts so a
+slow Redis costs latency, not stuck requests.
+
+The heartbeat lets plugins and the dashboard count live instances (the rate
+limiter divides its limit by that count when Redis goes away): every
+`heartbeat_interval` this instance scores itself with the current time in the
+sorted set `<key_prefix>instances`, drops members older than `heartbeat_ttl`
+and reads the count. Under an outage the last count seen is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from app.config import Config
+from app.config_schema import SecretUrl, check
+from app.lifecycle import LIFECYCLE, Instance
+from app.plugins import READY, BasePlugin, Readiness
+
+log = logging.getLogger("keel.redis")
+
+
+def _redis_url(value: str) -> str | None:
+    if value and not value.startswith(("redis://", "rediss://", "unix://")):
+        return f'expected "" or a URL like "redis://127.0.0.1:6379/0", got "{value}"'
+    return None
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else f"expected a number > 0, got {value}"
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """`[redis]`."""
+
+    url: SecretUrl = field(default=SecretUrl(""), metadata=check(_redis_url))
+    key_prefix: str = "keel:"
+    socket_timeout: float = field(default=0.25, metadata=check(_positive))
+    connect_timeout: float = field(default=0.5, metadata=check(_positive))
+    max_connections: int = field(default=64, metadata=check(_positive))
+    heartbeat_interval: float = field(default=2.0, metadata=check(_positive))
+    heartbeat_ttl: float = field(default=6.0, metadata=check(_positive))
+
+
+class RedisService:
+    """What the plugin publishes: the client (None without a URL) and the live-instance count."""
+
+    def __init__(self, settings: RedisSettings) -> None:
+        self.settings = settings
+        self.client: aioredis.Redis | None = None
+        self.live_instances = 1
+        self.last_error: str = ""
+        self.last_ok: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.settings.url)
+
+    def key(self, *parts: str) -> str:
+        """A key under this deployment's prefix: `key("instances")` -> "keel:instances"."""
+        return self.settings.key_prefix + ":".join(parts)
+
+    def _open(self) -> aioredis.Redis:
+        s = self.settings
+        return aioredis.Redis.from_url(
+            str(s.url),
+            socket_timeout=s.socket_timeout,
+            socket_connect_timeout=s.connect_timeout,
+            max_connections=s.max_connections,
+            health_check_interval=30,
+            decode_responses=False,
+        )
+
+    async def beat(self, instance: Instance) -> int:
+        """Score this instance now, drop the stale ones and return how many are live."""
+        assert self.client is not None
+        now = time.time()
+        members = self.key("instances")
+        info = self.key("instance", instance.id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zadd(members, {instance.id: now})
+            pipe.zremrangebyscore(members, "-inf", now - self.settings.heartbeat_ttl)
+            pipe.zcard(members)
+            pipe.set(
+                info,
+                json.dumps({"id": instance.id, "pid": instance.pid, "version": instance.version}),
+                px=int(self.settings.heartbeat_ttl * 1000),
+            )
+            results = await pipe.execute()
+        self.live_instances = max(1, int(results[2]))
+        return self.live_instances
+
+    async def leave(self, instance: Instance) -> None:
+        """Remove this instance from the live set at shutdown."""
+        assert self.client is not None
+        await self.client.zrem(self.key("instances"), instance.id)
+        await self.client.delete(self.key("instance", instance.id))
+
+    async def ping(self) -> None:
+        assert self.client is not None
+        await self.client.ping()
+
+
+REDIS = web.AppKey("keel.redis", RedisService)
+
+
+class RedisPlugin(BasePlugin):
+    name = "redis"
+    settings = RedisSettings
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.service = RedisService(config.section(RedisSettings))
+
+    def setup(self, app: web.Application) -> None:
+        app[REDIS] = self.service
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        if not self.service.enabled:
+            yield
+            return
+        instance = app[LIFECYCLE].instance
+        self.service.client = self.service._open()
+        await self._beat_once(instance)  # an outage at startup degrades; it does not stop us
+        beating = asyncio.create_task(self._heartbeat(instance), name="keel.redis.heartbeat")
+        try:
+            yield
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+            with contextlib.suppress(RedisError, OSError):
+                await self.service.leave(instance)
+            await self.service.client.aclose()
+            self.service.client = None
+
+    async def _beat_once(self, instance: Instance) -> None:
+        try:
+            await self.service.beat(instance)
+        except (RedisError, OSError) as exc:
+            if not self.service.last_error:
+                log.warning(
+                    "redis unreachable (%s); keeping %d live instance(s) as last seen",
+                    exc,
+                    self.service.live_instances,
+                )
+            self.service.last_error = str(exc) or type(exc).__name__
+        else:
+            if self.service.last_error:
+                log.info("redis reachable again; %d live instance(s)", self.service.live_instances)
+            self.service.last_error = ""
+            self.service.last_ok = time.time()
+
+    async def _heartbeat(self, instance: Instance) -> None:
+        while True:
+            await asyncio.sleep(self.service.settings.heartbeat_interval)
+            await self._beat_once(instance)
+
+    async def readiness(self) -> Readiness:
+        if not self.service.enabled:
+            return READY
+        try:
+            await self.service.ping()
+        except (RedisError, OSError) as exc:
+            # Every Redis user has an in-process fallback: degraded, still serving.
+            return Readiness("degraded", f"redis unreachable: {exc}")
+        return READY
+
+    def state(self) -> dict[str, Any]:
+        s = self.service
+        return {
+            "url": s.settings.url.redacted,
+            "enabled": s.enabled,
+            "live_instances": s.live_instances,
+            "last_error": s.last_error,
+            "last_ok": s.last_ok,
+        }

@@ -1,0 +1,49 @@
+"""`X-Request-ID`: echo a sane incoming id, else make one; expose it to logs.
+
+A sane id is 1..128 characters of `[A-Za-z0-9._:-]`; anything else is replaced
+so that ids stay safe to log and to pass on to upstreams.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+HEADER = "X-Request-ID"
+_SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+REQUEST_ID = web.RequestKey("keel.request_id", str)
+# Read by the log formatter, so every line logged while handling a request carries its id.
+current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "keel_request_id", default="-"
+)
+
+
+def new_request_id() -> str:
+    return os.urandom(12).hex()
+
+
+def choose_request_id(incoming: str | None) -> str:
+    if incoming and _SANE.fullmatch(incoming):
+        return incoming
+    return new_request_id()
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Choose the request's id before anything else runs, so every log line carries it."""
+    request_id = choose_request_id(request.headers.get(HEADER))
+    request[REQUEST_ID] = request_id
+    current_request_id.set(request_id)
+    return await handler(request)
+
+
+async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: every response, streamed and WebSocket ones included."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers[HEADER] = request_id

@@ -1,0 +1,165 @@
+"""Serving until a signal, then the drain sequence of DESIGN.md.
+
+SIGTERM or SIGINT:
+
+1. `/readyz` turns 503; wait `server.drain_delay` so load balancers stop sending.
+2. Stop listening; in-flight requests get `server.shutdown_timeout` to finish.
+3. `on_shutdown` hooks run (plugins close WebSockets, stop consuming).
+4. Plugins are torn down in reverse dependency order (aiohttp's cleanup_ctx),
+   every failure reported; exit 0, or 1 if a teardown failed.
+
+A second SIGTERM/SIGINT during the drain exits at once with status 1.
+SIGHUP re-reads the config file and applies what can change live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from app import __version__
+from app.access_log import ACCESS_LOGGER, AccessLogger
+from app.application import Role, apply_reload, create_app
+from app.config import Config, load_config
+from app.errors import ConfigError, KeelError, StartupError
+from app.lifecycle import LIFECYCLE, Lifecycle
+
+log = logging.getLogger("keel.shutdown")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+class SignalWatcher:
+    """Turns SIGTERM/SIGINT/SIGHUP into awaitable events on the running loop."""
+
+    def __init__(self, on_second_stop: Callable[[signal.Signals], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._received: asyncio.Queue[signal.Signals] = asyncio.Queue()
+        self._stopping = False
+        self._on_second_stop = on_second_stop
+
+    def __enter__(self) -> SignalWatcher:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self._loop.add_signal_handler(sig, self._handle, sig)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self._loop.remove_signal_handler(sig)
+
+    def _handle(self, sig: signal.Signals) -> None:
+        if sig is signal.SIGHUP:
+            if not self._stopping:
+                self._received.put_nowait(sig)
+            return
+        if self._stopping:
+            self._on_second_stop(sig)
+            return
+        self._stopping = True
+        self._received.put_nowait(sig)
+
+    async def next(self) -> signal.Signals:
+        return await self._received.get()
+
+
+def exit_now(sig: signal.Signals) -> None:
+    """A second stop signal: the operator wants out now, whatever is still running."""
+    log.warning("received %s again during the drain: exiting now", sig.name)
+    logging.shutdown()
+    os._exit(EXIT_FAILED)
+
+
+def reload_config(app: web.Application, path: Path | None) -> None:
+    """SIGHUP: re-read the file; keep the running config if the new one is invalid."""
+    try:
+        new = load_config(path)
+    except ConfigError as exc:
+        log.error("reload refused, config unchanged:\n  %s", "\n  ".join(exc.problems))
+        return
+    changes = apply_reload(app, new)
+    if changes:
+        log.info("reloaded %s: %s", path, "; ".join(changes))
+    else:
+        log.info("reloaded %s: nothing that can change live has changed", path)
+
+
+def _report(lifecycle: Lifecycle, teardown_errors: list[BaseException]) -> int:
+    drain = lifecycle.drain
+    lines = [f"drained {drain.drained} of {drain.in_flight_at_start} in-flight request(s)"]
+    if drain.cut_off:
+        lines.append(
+            f"{len(drain.cut_off)} did not finish within shutdown_timeout: "
+            + ", ".join(drain.cut_off)
+        )
+    for error in teardown_errors:
+        lines.append(f"teardown error: {error}")
+    log.info("shutdown report: %s", "; ".join(lines))
+    return EXIT_FAILED if teardown_errors else EXIT_OK
+
+
+def _teardown_errors(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, web.CleanupError):
+        return list(exc.exceptions)
+    return [exc]
+
+
+async def serve(config: Config, *, role: Role = "serve") -> int:
+    """Serve `config` until a stop signal; return the process exit status."""
+    app = create_app(config, role=role)
+    lifecycle = app[LIFECYCLE]
+    host = config.server.host
+    port = config.server.port if role == "serve" else config.worker.port
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log_class=AccessLogger,
+        access_log=ACCESS_LOGGER if config.logging.access_log else None,
+        shutdown_timeout=config.server.shutdown_timeout,
+    )
+    teardown_errors: list[BaseException] = []
+    with SignalWatcher(exit_now) as signals:
+        try:
+            await runner.setup()
+            try:
+                await web.TCPSite(runner, host, port, reuse_address=True).start()
+            except OSError as exc:
+                raise StartupError(
+                    [f"cannot listen on {host}:{port}: {exc.strerror or exc}"]
+                ) from exc
+            log.info(
+                "Keel %s %s on http://%s:%d (pid %d) plugins: %s",
+                __version__,
+                "serving" if role == "serve" else "worker health/metrics",
+                host if ":" not in host else f"[{host}]",
+                port,
+                os.getpid(),
+                ", ".join(config.plugins.enabled) or "none",
+            )
+            while (sig := await signals.next()) is signal.SIGHUP:
+                reload_config(app, config.source)
+            lifecycle.start_draining()
+            log.info(
+                "received %s: draining (/readyz answers 503) for %.1fs, %d request(s) in flight",
+                sig.name,
+                config.server.drain_delay,
+                len(lifecycle.in_flight),
+            )
+            await asyncio.sleep(config.server.drain_delay)
+            log.info(
+                "closing the listener; in-flight requests have %.1fs to finish",
+                config.server.shutdown_timeout,
+            )
+        finally:
+            lifecycle.start_draining()
+            try:
+                await runner.cleanup()
+            except (KeelError, web.CleanupError) as exc:
+                teardown_errors.extend(_teardown_errors(exc))
+    return _report(lifecycle, teardown_errors)

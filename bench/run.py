@@ -1,0 +1,370 @@
+"""Load benchmark: Keel against a bare-aiohttp baseline, measured in one run.
+
+Each scenario's server runs pinned to CPU core 0 and wrk (one thread) to
+core 1, so the server gets a core of its own and the two never compete.
+Every scenario is reported as a ratio to the ``bare`` scenario of the same
+run, which is always measured first.
+
+This is a report, not a test: a missed target still exits 0. A server that
+does not start, dies under load, or a wrk run that fails or sees non-2xx
+responses exits 1, because then there is no figure to report.
+
+    python bench/run.py [--duration 10] [--connections 64] [--only keel] [--json out.json]
+"""
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BASELINE = "bare"
+SERVER_CORE = 0
+WRK_CORE = 1
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+WARMUP_SECONDS = 2
+LOG_TAIL_LINES = 40
+
+
+class BenchError(Exception):
+    """A run that produced no figure: the server or wrk failed.
+
+    ``log`` names the server's output file when it may explain the failure.
+    """
+
+    def __init__(self, message: str, log: Path | None = None) -> None:
+        super().__init__(message)
+        self.log = log
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One server to measure and the request wrk sends it.
+
+    ``command`` items may contain ``{port}``, filled in with a free port at
+    start. ``env`` is added to the inherited environment. ``script`` is an
+    optional wrk Lua script (``wrk -s``) for requests beyond a plain GET.
+    ``target`` is the minimum requests/s ratio to ``bare`` this scenario aims
+    for; it is reported, never enforced.
+    """
+
+    name: str
+    command: tuple[str, ...]
+    path: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    script: Path | None = None
+    target: float | None = None
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_sec: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+
+
+@dataclass(frozen=True)
+class Result:
+    scenario: str
+    requests_per_sec: float
+    p99_ms: float
+    ratio: float
+    target: float | None
+    non_2xx: int
+    socket_errors: int
+
+
+def scenarios(work_dir: Path) -> list[Scenario]:
+    """Every scenario, ``bare`` first. ``work_dir`` holds per-run state."""
+    python = sys.executable
+    return [
+        Scenario(
+            name=BASELINE,
+            command=(python, str(REPO_ROOT / "bench" / "bare_app.py"), "--port", "{port}"),
+            path="/healthz",
+        ),
+        Scenario(
+            name="keel",
+            command=(python, "run.py", "serve", "--host", "127.0.0.1", "--port", "{port}"),
+            path="/healthz",
+            env={
+                "KEEL_SERVER__DATA_DIR": str(work_dir / "keel-data"),
+                "KEEL_LOGGING__LEVEL": "warning",
+            },
+            target=0.75,
+        ),
+    ]
+
+
+def select(all_scenarios: Sequence[Scenario], only: Sequence[str]) -> list[Scenario]:
+    """The scenarios named in ``only`` (all when empty), always with the baseline."""
+    known = {s.name for s in all_scenarios}
+    unknown = sorted(set(only) - known)
+    if unknown:
+        raise ValueError(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(known)}")
+    wanted = set(only) | {BASELINE} if only else known
+    return [s for s in all_scenarios if s.name in wanted]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def check_cores() -> None:
+    available = os.sched_getaffinity(0)
+    missing = {SERVER_CORE, WRK_CORE} - available
+    if missing:
+        raise BenchError(
+            f"CPU core(s) {sorted(missing)} not available to this process "
+            f"(have {sorted(available)}); the bench pins the server and wrk to separate cores"
+        )
+
+
+def answers(port: int, path: str) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+    except OSError:  # refused, reset or timed out: not up yet
+        return False
+    finally:
+        conn.close()
+
+
+def wait_until_up(proc: subprocess.Popen[bytes], port: int, scenario: Scenario, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{scenario.name}: server exited with {proc.returncode}", log)
+        if answers(port, scenario.path):
+            return
+        time.sleep(0.1)
+    raise BenchError(
+        f"{scenario.name}: no 200 from GET {scenario.path} within {START_TIMEOUT:.0f} s", log
+    )
+
+
+def stop(proc: subprocess.Popen[bytes], name: str) -> None:
+    """SIGTERM, then SIGKILL if it outlives ``STOP_TIMEOUT``; reap it either way."""
+    if proc.poll() is not None:
+        return  # already gone; whoever noticed reports it
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        print(f"{name}: still running {STOP_TIMEOUT:.0f} s after SIGTERM, killing", flush=True)
+        proc.kill()
+        proc.wait()
+        return
+    if proc.returncode not in (0, -signal.SIGTERM):
+        print(f"{name}: warning: exit status {proc.returncode} after SIGTERM", flush=True)
+
+
+@contextlib.contextmanager
+def running_server(scenario: Scenario, log: Path) -> Iterator[int]:
+    """Start the scenario's server on core 0, yield its port once it answers, stop it."""
+    port = free_port()
+    command = ["taskset", "-c", str(SERVER_CORE)]
+    command += [part.replace("{port}", str(port)) for part in scenario.command]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ, **scenario.env},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            # Its own session, so a Ctrl-C reaches only the bench, which then
+            # stops the server through the usual SIGTERM path.
+            start_new_session=True,
+        )
+    try:
+        wait_until_up(proc, port, scenario, log)
+        yield port
+        if proc.poll() is not None:
+            raise BenchError(f"{scenario.name}: server died under load ({proc.returncode})", log)
+    finally:
+        stop(proc, scenario.name)
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_P99 = re.compile(r"^\s*99(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
+_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)\s*$", re.MULTILINE)
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Requests/s, p99 latency and error counts from ``wrk --latency`` output."""
+    rps = _RPS.search(output)
+    p99 = _P99.search(output)
+    if rps is None or p99 is None:
+        raise ValueError("no Requests/sec or 99% latency line in wrk output")
+    non_2xx = _NON_2XX.search(output)
+    socket_errors = _SOCKET_ERRORS.search(output)
+    return WrkResult(
+        requests_per_sec=float(rps.group(1)),
+        p99_ms=float(p99.group(1)) * _UNIT_MS[p99.group(2)],
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(map(int, socket_errors.groups())) if socket_errors else 0,
+    )
+
+
+def wrk(scenario: Scenario, port: int, duration: int, connections: int) -> WrkResult:
+    command = ["taskset", "-c", str(WRK_CORE), "wrk", "-t1", f"-c{connections}"]
+    command += [f"-d{duration}s", "--latency"]
+    if scenario.script is not None:
+        command += ["-s", str(scenario.script)]
+    command.append(f"http://127.0.0.1:{port}{scenario.path}")
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise BenchError(f"cannot run {exc.filename}: install wrk (make bench does)") from exc
+    if done.returncode != 0:
+        raise BenchError(f"{scenario.name}: wrk exited {done.returncode}: {done.stderr.strip()}")
+    try:
+        result = parse_wrk(done.stdout)
+    except ValueError as exc:
+        raise BenchError(f"{scenario.name}: {exc}:\n{done.stdout}") from exc
+    if result.non_2xx:
+        # Errors are cheaper than real answers: the throughput would be a lie.
+        raise BenchError(f"{scenario.name}: {result.non_2xx} non-2xx responses:\n{done.stdout}")
+    return result
+
+
+def measure(scenario: Scenario, log: Path, duration: int, connections: int) -> WrkResult:
+    print(f"{scenario.name}: starting", flush=True)
+    with running_server(scenario, log) as port:
+        print(f"{scenario.name}: warming up {WARMUP_SECONDS} s", flush=True)
+        wrk(scenario, port, WARMUP_SECONDS, connections)
+        print(f"{scenario.name}: measuring {duration} s", flush=True)
+        result = wrk(scenario, port, duration, connections)
+    if result.socket_errors:
+        print(f"{scenario.name}: warning: {result.socket_errors} socket errors", flush=True)
+    return result
+
+
+def compare(measured: Sequence[tuple[Scenario, WrkResult]]) -> list[Result]:
+    baseline = next(r for s, r in measured if s.name == BASELINE)
+    return [
+        Result(
+            scenario=s.name,
+            requests_per_sec=r.requests_per_sec,
+            p99_ms=r.p99_ms,
+            ratio=r.requests_per_sec / baseline.requests_per_sec,
+            target=s.target,
+            non_2xx=r.non_2xx,
+            socket_errors=r.socket_errors,
+        )
+        for s, r in measured
+    ]
+
+
+def report(results: Sequence[Result]) -> str:
+    width = max(len("scenario"), *(len(r.scenario) for r in results))
+    lines = [f"{'scenario':<{width}}  {'requests/s':>12}  {'p99 (ms)':>9}  {'vs bare':>7}"]
+    for r in results:
+        rps = f"{r.requests_per_sec:,.1f}"
+        lines.append(f"{r.scenario:<{width}}  {rps:>12}  {r.p99_ms:>9.2f}  {r.ratio:>7.2f}")
+    verdicts = [verdict(r, r.target) for r in results if r.target is not None]
+    return "\n".join([*lines, "", *verdicts] if verdicts else lines)
+
+
+def verdict(result: Result, target: float) -> str:
+    missed = "" if result.ratio >= target else "  MISSED"
+    return (
+        f"{result.scenario}/{BASELINE} ratio: {result.ratio:.2f} (target >= {target:.2f}){missed}"
+    )
+
+
+def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no output)"
+    return "\n".join(text.splitlines()[-lines:]) or "(no output)"
+
+
+def run(
+    selected: Sequence[Scenario], work_dir: Path, duration: int, connections: int
+) -> list[Result]:
+    measured = [
+        (s, measure(s, work_dir / f"{s.name}.log", duration, connections)) for s in selected
+    ]
+    results = compare(measured)
+    print()
+    print(f"wrk -t1 -c{connections} -d{duration}s", end="; ")
+    print(f"server on core {SERVER_CORE}, wrk on core {WRK_CORE}")
+    print(report(results))
+    return results
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, default=64, help="wrk open connections")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"run only this scenario (repeatable); {BASELINE!r} always runs",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write results as JSON")
+    args = parser.parse_args(argv)
+    if args.duration < 1 or args.connections < 1:
+        parser.error("--duration and --connections must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
+        work_dir = Path(tmp)
+        try:
+            selected = select(scenarios(work_dir), args.only)
+        except ValueError as exc:
+            print(f"bench: error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            check_cores()
+            results = run(selected, work_dir, args.duration, args.connections)
+        except BenchError as exc:
+            print(f"bench: error: {exc}", file=sys.stderr)
+            if exc.log is not None:
+                print(
+                    f"--- last lines of the server's output ---\n{log_tail(exc.log)}",
+                    file=sys.stderr,
+                )
+            return 1
+        except KeyboardInterrupt:  # the server has been stopped on the way out
+            print("bench: interrupted", file=sys.stderr)
+            return 130
+    if args.json is not None:
+        payload = {
+            "duration_s": args.duration,
+            "connections": args.connections,
+            "results": [asdict(r) for r in results],
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

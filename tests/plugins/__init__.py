@@ -1,0 +1,1 @@
+"""Plugins used by the tests, loaded by import path like any third-party plugin."""
