@@ -47,7 +47,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
     """CLI flags become the same overrides as environment variables."""
     env: dict[str, str] = {}
     if getattr(args, "host", None):
-        env["KEEL_SERVER__HOST"] = json.dumps(args.host)
+        env["KEEL_SERVER__HOST"] = args.host
     if getattr(args, "port", None) is not None:
         env["KEEL_SERVER__PORT"] = str(args.port)
     return env

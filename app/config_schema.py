@@ -184,7 +184,7 @@ def _convert_mapping(
 def _convert_scalar(
     tp: Any, value: Any, path: str, problems: Problems, text: Mapping[str, str]
 ) -> Any:
-    if tp in (str, Secret, SecretUrl) and path in text:
+    if tp in (str, Secret, SecretUrl) and path in text and not isinstance(value, str):
         value = text[path]
     ok = (
         (tp is bool and isinstance(value, bool))
