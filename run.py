@@ -18,7 +18,7 @@ from typing import Any
 import tomli_w
 
 from app.config import Config, LoggingConfig, load_config
-from app.errors import KeelError, StartupError
+from app.errors import ConfigError, KeelError, PluginError, StartupError
 from app.logging_config import configure_logging
 from app.shutdown import serve
 
@@ -94,11 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(config, args.json)
     configure_logging(config.logging)
     try:
-        return _run(serve(config, role="worker" if command == "worker" else "serve"), config)
-    except StartupError as exc:
+        role = "worker" if command == "worker" else "serve"
+        return _run(serve(config, role=role, reload=lambda: load_config(args.config, env)), config)
+    except (ConfigError, PluginError) as exc:
         for problem in exc.problems:
             log.error("startup refused: %s", problem)
-        return EXIT_REFUSED if exc.__class__ is not StartupError else 1
+        return EXIT_REFUSED
+    except StartupError as exc:
+        for problem in exc.problems:
+            log.error("startup failed: %s", problem)
+        return 1
     except KeelError as exc:
         log.error("startup failed: %s", exc)
         return 1

@@ -24,7 +24,7 @@ from app.errors import KeelError, error_middleware
 from app.lifecycle import LIFECYCLE, Lifecycle, Phase
 from app.logging_config import set_level
 from app.plugins import Plugin, resolve
-from app.request_id import add_request_id_header, request_id_middleware
+from app.request_id import RequestIds, add_request_id_header
 
 log = logging.getLogger("keel.app")
 
@@ -101,7 +101,7 @@ def create_app(config: Config, *, role: Role = "serve") -> web.Application:
     lifecycle = Lifecycle(role)
     app = web.Application(
         client_max_size=config.server.client_max_size,
-        middlewares=[request_id_middleware, lifecycle.track_requests, error_middleware],
+        middlewares=[RequestIds().middleware, lifecycle.track_requests, error_middleware],
         handler_args={"max_field_size": 16 * 1024},
     )
     app[CONFIG] = LiveConfig(config)

@@ -212,7 +212,7 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str], problems: Problems) 
 
 def _name_env_source(problem: str, text: Mapping[str, str]) -> str:
     """Point a problem at the environment variable that caused it, if one did."""
-    path = problem.split(": ", 1)[0]
+    path = problem.split(": ", 1)[0].split("[", 1)[0]
     for key_path in text:
         if key_path == path or key_path.startswith(f"{path}."):
             return f"{problem} (from {env_name(key_path)})"

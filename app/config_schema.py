@@ -38,7 +38,7 @@ class Secret:
         return bool(self._value)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        return type(other) is type(self) and other._value == self._value
 
     def __hash__(self) -> int:
         return hash(self._value)
@@ -49,17 +49,20 @@ class Secret:
     __str__ = __repr__
 
 
-class SecretUrl(str):
-    """A URL or DSN that may hold a password; `redacted` and repr mask it."""
+class SecretUrl(Secret):
+    """A URL or DSN that may hold a password: str, repr and `redacted` mask it."""
 
     __slots__ = ()
 
     @property
     def redacted(self) -> str:
-        return redact_url(self)
+        return redact_url(self._value)
 
     def __repr__(self) -> str:
-        return repr(self.redacted)
+        return f"SecretUrl({self.redacted!r})"
+
+    def __str__(self) -> str:
+        return self.redacted
 
 
 def redact_url(url: str) -> str:
@@ -67,9 +70,9 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:
-        return url
+        return str(url)
     if parts.password is None:
-        return url
+        return str(url)
     user = parts.username or ""
     host = parts.hostname or ""
     if ":" in host:
@@ -244,10 +247,10 @@ def build(
 
 def to_plain(value: Any, *, redact: bool = True) -> Any:
     """A config tree as plain TOML-able data; secrets and URL passwords masked when `redact`."""
+    if isinstance(value, SecretUrl):
+        return value.redacted if redact else value.reveal()
     if isinstance(value, Secret):
         return (_MASK if value else "") if redact else value.reveal()
-    if isinstance(value, SecretUrl):
-        return value.redacted if redact else str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: to_plain(getattr(value, f.name), redact=redact)

@@ -7,8 +7,10 @@ so that ids stay safe to log and to pass on to upstreams.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import os
 import re
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -23,23 +25,33 @@ current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
 )
 
 
-def new_request_id() -> str:
-    return os.urandom(12).hex()
-
-
-def choose_request_id(incoming: str | None) -> str:
+def choose_request_id(incoming: str | None, make_new: Callable[[], str]) -> str:
     if incoming and _SANE.fullmatch(incoming):
         return incoming
-    return new_request_id()
+    return make_new()
 
 
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Choose the request's id before anything else runs, so every log line carries it."""
-    request_id = choose_request_id(request.headers.get(HEADER))
-    request[REQUEST_ID] = request_id
-    current_request_id.set(request_id)
-    return await handler(request)
+class RequestIds:
+    """Makes request ids and applies them; one per application.
+
+    A random prefix plus a counter is unique across instances and restarts
+    without a getrandom() syscall per request (ids need not be secret).
+    """
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._counter = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._counter):010x}"
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Choose the request's id before anything else runs, so every log line carries it."""
+        request_id = choose_request_id(request.headers.get(HEADER), self.new)
+        request[REQUEST_ID] = request_id
+        current_request_id.set(request_id)
+        return await handler(request)
 
 
 async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:

@@ -19,13 +19,12 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from pathlib import Path
 
 from aiohttp import web
 
 from app import __version__
 from app.access_log import ACCESS_LOGGER, AccessLogger
-from app.application import Role, apply_reload, create_app
+from app.application import CONFIG, Role, apply_reload, create_app
 from app.config import Config, load_config
 from app.errors import ConfigError, KeelError, StartupError
 from app.lifecycle import LIFECYCLE, Lifecycle
@@ -76,10 +75,11 @@ def exit_now(sig: signal.Signals) -> None:
     os._exit(EXIT_FAILED)
 
 
-def reload_config(app: web.Application, path: Path | None) -> None:
+def reload_config(app: web.Application, load: Callable[[], Config]) -> None:
     """SIGHUP: re-read the file; keep the running config if the new one is invalid."""
+    path = app[CONFIG].current.source
     try:
-        new = load_config(path)
+        new = load()
     except ConfigError as exc:
         log.error("reload refused, config unchanged:\n  %s", "\n  ".join(exc.problems))
         return
@@ -110,8 +110,15 @@ def _teardown_errors(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-async def serve(config: Config, *, role: Role = "serve") -> int:
-    """Serve `config` until a stop signal; return the process exit status."""
+async def serve(
+    config: Config, *, role: Role = "serve", reload: Callable[[], Config] | None = None
+) -> int:
+    """Serve `config` until a stop signal; return the process exit status.
+
+    `reload` re-reads the configuration on SIGHUP (the same file and the same
+    overrides as at startup); by default the file `config` came from.
+    """
+    reload = reload or (lambda: load_config(config.source))
     app = create_app(config, role=role)
     lifecycle = app[LIFECYCLE]
     host = config.server.host
@@ -143,7 +150,7 @@ async def serve(config: Config, *, role: Role = "serve") -> int:
                 ", ".join(config.plugins.enabled) or "none",
             )
             while (sig := await signals.next()) is signal.SIGHUP:
-                reload_config(app, config.source)
+                reload_config(app, reload)
             lifecycle.start_draining()
             log.info(
                 "received %s: draining (/readyz answers 503) for %.1fs, %d request(s) in flight",

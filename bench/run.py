@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,6 +104,8 @@ def scenarios(work_dir: Path) -> list[Scenario]:
             env={
                 "KEEL_SERVER__DATA_DIR": str(work_dir / "keel-data"),
                 "KEEL_LOGGING__LEVEL": "warning",
+                # Throughput does not depend on it; it only makes each stop slow.
+                "KEEL_SERVER__DRAIN_DELAY": "0",
             },
             target=0.75,
         ),
@@ -260,20 +263,31 @@ def measure(scenario: Scenario, log: Path, duration: int, connections: int) -> W
     return result
 
 
-def compare(measured: Sequence[tuple[Scenario, WrkResult]]) -> list[Result]:
-    baseline = next(r for s, r in measured if s.name == BASELINE)
-    return [
-        Result(
-            scenario=s.name,
-            requests_per_sec=r.requests_per_sec,
-            p99_ms=r.p99_ms,
-            ratio=r.requests_per_sec / baseline.requests_per_sec,
-            target=s.target,
-            non_2xx=r.non_2xx,
-            socket_errors=r.socket_errors,
+def compare(rounds: Sequence[Sequence[tuple[Scenario, WrkResult]]]) -> list[Result]:
+    """Medians over rounds; each ratio is the median of per-round ratios.
+
+    Within a round every scenario runs back to back with the baseline, so a
+    per-round ratio cancels most of the drift a shared machine adds.
+    """
+    results = []
+    for index, (scenario, _) in enumerate(rounds[0]):
+        runs = [measured[index][1] for measured in rounds]
+        baselines = [next(r for s, r in measured if s.name == BASELINE) for measured in rounds]
+        results.append(
+            Result(
+                scenario=scenario.name,
+                requests_per_sec=statistics.median(r.requests_per_sec for r in runs),
+                p99_ms=statistics.median(r.p99_ms for r in runs),
+                ratio=statistics.median(
+                    r.requests_per_sec / b.requests_per_sec
+                    for r, b in zip(runs, baselines, strict=True)
+                ),
+                target=scenario.target,
+                non_2xx=sum(r.non_2xx for r in runs),
+                socket_errors=sum(r.socket_errors for r in runs),
+            )
         )
-        for s, r in measured
-    ]
+    return results
 
 
 def report(results: Sequence[Result]) -> str:
@@ -302,14 +316,17 @@ def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def run(
-    selected: Sequence[Scenario], work_dir: Path, duration: int, connections: int
+    selected: Sequence[Scenario], work_dir: Path, duration: int, connections: int, rounds: int
 ) -> list[Result]:
-    measured = [
-        (s, measure(s, work_dir / f"{s.name}.log", duration, connections)) for s in selected
-    ]
+    measured = []
+    for number in range(1, rounds + 1):
+        print(f"--- round {number}/{rounds}", flush=True)
+        measured.append(
+            [(s, measure(s, work_dir / f"{s.name}.log", duration, connections)) for s in selected]
+        )
     results = compare(measured)
     print()
-    print(f"wrk -t1 -c{connections} -d{duration}s", end="; ")
+    print(f"wrk -t1 -c{connections} -d{duration}s, median of {rounds} round(s)", end="; ")
     print(f"server on core {SERVER_CORE}, wrk on core {WRK_CORE}")
     print(report(results))
     return results
@@ -320,6 +337,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=64, help="wrk open connections")
     parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of every scenario; medians are reported"
+    )
+    parser.add_argument(
         "--only",
         action="append",
         default=[],
@@ -328,8 +348,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write results as JSON")
     args = parser.parse_args(argv)
-    if args.duration < 1 or args.connections < 1:
-        parser.error("--duration and --connections must be at least 1")
+    if min(args.duration, args.connections, args.rounds) < 1:
+        parser.error("--duration, --connections and --rounds must be at least 1")
     return args
 
 
@@ -344,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         try:
             check_cores()
-            results = run(selected, work_dir, args.duration, args.connections)
+            results = run(selected, work_dir, args.duration, args.connections, args.rounds)
         except BenchError as exc:
             print(f"bench: error: {exc}", file=sys.stderr)
             if exc.log is not None:
@@ -360,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload = {
             "duration_s": args.duration,
             "connections": args.connections,
+            "rounds": args.rounds,
             "results": [asdict(r) for r in results],
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")

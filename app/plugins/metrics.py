@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sized
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from prometheus_client import (
 from prometheus_client.process_collector import ProcessCollector
 
 from app.errors import HTTPError
+from app.lifecycle import LIFECYCLE
 from app.plugins import BasePlugin
 
 # A small fixed set keeps label cardinality bounded whatever clients send.
@@ -34,7 +36,7 @@ UNMATCHED_ROUTE = "unmatched"
 class Metrics:
     """The registry and the HTTP collectors; published as `app[METRICS]`."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_flight: Sized) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         self.requests = Counter(
@@ -54,6 +56,8 @@ class Metrics:
             "HTTP requests being served.",
             registry=self.registry,
         )
+        # Read at scrape time from the lifecycle's tracker: no per-request cost.
+        self.in_flight.set_function(lambda: len(in_flight))
         # Label lookups take a lock and build tuples: keep each child once.
         self._durations: dict[tuple[str, str], Any] = {}
         self._counts: dict[tuple[str, str, int], Any] = {}
@@ -96,7 +100,7 @@ class MetricsPlugin(BasePlugin):
     name = "metrics"
 
     def setup(self, app: web.Application) -> None:
-        self.metrics = Metrics()
+        self.metrics = Metrics(in_flight=app[LIFECYCLE].in_flight)
         app[METRICS] = self.metrics
         app.middlewares.append(self.middleware)
         app.router.add_get("/metrics", self.handle_metrics, name="metrics")
@@ -106,7 +110,6 @@ class MetricsPlugin(BasePlugin):
         metrics = self.metrics
         method = request.method if request.method in _KNOWN_METHODS else "OTHER"
         started = time.perf_counter()
-        metrics.in_flight.inc()
         status = 500
         try:
             response = await handler(request)
@@ -119,7 +122,6 @@ class MetricsPlugin(BasePlugin):
             status = _status_of(exc)
             raise
         finally:
-            metrics.in_flight.dec()
             metrics.observe(method, route_label(request), status, time.perf_counter() - started)
 
     async def handle_metrics(self, request: web.Request) -> web.Response:

@@ -35,9 +35,10 @@ from app.plugins import READY, BasePlugin, Readiness
 log = logging.getLogger("keel.redis")
 
 
-def _redis_url(value: str) -> str | None:
-    if value and not value.startswith(("redis://", "rediss://", "unix://")):
-        return f'expected "" or a URL like "redis://127.0.0.1:6379/0", got "{value}"'
+def _redis_url(value: SecretUrl) -> str | None:
+    url = value.reveal()
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        return f'expected "" or a URL like "redis://127.0.0.1:6379/0", got "{value.redacted}"'
     return None
 
 
@@ -79,7 +80,7 @@ class RedisService:
     def _open(self) -> aioredis.Redis:
         s = self.settings
         return aioredis.Redis.from_url(
-            str(s.url),
+            s.url.reveal(),
             socket_timeout=s.socket_timeout,
             socket_connect_timeout=s.connect_timeout,
             max_connections=s.max_connections,
