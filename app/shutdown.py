@@ -141,12 +141,13 @@ async def serve(
                     [f"cannot listen on {host}:{port}: {exc.strerror or exc}"]
                 ) from exc
             log.info(
-                "Keel %s %s on http://%s:%d (pid %d) plugins: %s",
+                "Keel %s %s on http://%s:%d (pid %d, %s loop) plugins: %s",
                 __version__,
                 "serving" if role == "serve" else "worker health/metrics",
                 host if ":" not in host else f"[{host}]",
                 port,
                 os.getpid(),
+                type(asyncio.get_running_loop()).__module__.split(".")[0],
                 ", ".join(config.plugins.enabled) or "none",
             )
             while (sig := await signals.next()) is signal.SIGHUP:

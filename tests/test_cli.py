@@ -316,6 +316,11 @@ def test_bad_plugin_set_at_serve_exits_2(tmp_path: Path, enabled: str, expected:
 # --- serve ---------------------------------------------------------------------------
 
 
+def startup_lines(stderr: str, port: int) -> list[str]:
+    """The lines announcing the listener on `port`."""
+    return [line for line in stderr.splitlines() if f"http://127.0.0.1:{port}" in line]
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -339,7 +344,7 @@ def test_serve_answers_logs_and_stops_on_sigterm(tmp_path: Path, args: tuple[str
         assert keel.stop(signal.SIGTERM) == 0
         stderr = keel.stderr
     assert_no_traceback(stderr, keel.stdout)
-    started = [line for line in stderr.splitlines() if f"http://127.0.0.1:{port}" in line]
+    started = startup_lines(stderr, port)
     assert len(started) == 1, stderr
     assert __version__ in started[0]
     assert "metrics" in started[0]
@@ -354,7 +359,7 @@ def test_serve_logs_configured_plugin_names(tmp_path: Path) -> None:
         assert http_get(f"http://127.0.0.1:{port}/test/items/7")[0] == 200  # probe is loaded
         assert keel.stop() == 0
         stderr = keel.stderr
-    started = [line for line in stderr.splitlines() if f"http://127.0.0.1:{port}" in line]
+    started = startup_lines(stderr, port)
     assert len(started) == 1, stderr
     assert "metrics" in started[0]
     assert PROBE in started[0]
@@ -399,7 +404,7 @@ def test_worker_serves_health_and_metrics_on_its_port(tmp_path: Path) -> None:
         assert keel.stop(signal.SIGTERM) == 0
         stderr = keel.stderr
     assert_no_traceback(stderr, keel.stdout)
-    started = [line for line in stderr.splitlines() if f"http://127.0.0.1:{port}" in line]
+    started = startup_lines(stderr, port)
     assert len(started) == 1, stderr
     assert __version__ in started[0]
 
@@ -421,3 +426,14 @@ def test_port_in_use_exits_nonzero_without_traceback(tmp_path: Path, verb: str) 
     assert len(lines) == 1, result.stderr
     assert f"127.0.0.1:{port}" in lines[0]
     assert "in use" in lines[0]
+
+
+@pytest.mark.parametrize(("setting", "loop"), [("true", "uvloop"), ("false", "asyncio")])
+def test_server_uvloop_selects_the_event_loop(tmp_path: Path, setting: str, loop: str) -> None:
+    port = free_port()
+    env = clean_env(tmp_path, KEEL_SERVER__UVLOOP=setting)
+    with running(tmp_path, "--port", str(port), env=env) as keel:
+        keel.wait_ready(f"http://127.0.0.1:{port}/healthz")
+        assert keel.stop() == 0
+        stderr = keel.stderr
+    assert f"{loop} loop" in startup_lines(stderr, port)[0], stderr
