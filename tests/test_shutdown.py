@@ -57,17 +57,18 @@ async def get(url: str) -> tuple[int, dict]:
 
 
 async def test_sigterm_drains_an_in_flight_request_and_exits_0(keel) -> None:
-    server = await keel(config_toml(drain_delay=1.0, shutdown_timeout=10))
-    slow = asyncio.create_task(get(f"{server.url}/test/slow?seconds=2"))
+    server = await keel(config_toml(drain_delay=1.5, shutdown_timeout=10))
+    slow = asyncio.create_task(get(f"{server.url}/test/slow?seconds=2.5"))
     await asyncio.sleep(0.3)  # the slow request is in flight
     server.signal(signal.SIGTERM)
+    await server.wait_until(lambda: _in_log(server, "received SIGTERM"), what="the drain")
 
     # During the drain delay the listener is open and readiness says 503.
     status, body = await get(f"{server.url}/readyz")
     assert status == 503
     assert body["status"] == "draining"
 
-    assert await slow == (200, {"slept": 2.0})
+    assert await slow == (200, {"slept": 2.5})
     assert await server.exit_status() == 0
     log = server.log()
     assert "received SIGTERM: draining" in log
