@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Literal
+from typing import Literal
 
 import aiohttp_cors
 from aiohttp import web
@@ -20,7 +20,7 @@ from aiohttp import web
 from app import health, openapi
 from app.client_address import CLIENT_ADDRESSES, ClientAddressResolver
 from app.config import Config
-from app.errors import KeelError, error_middleware
+from app.errors import TeardownError, error_middleware
 from app.lifecycle import LIFECYCLE, Lifecycle, Phase
 from app.logging_config import set_level
 from app.plugins import Plugin, resolve
@@ -39,10 +39,6 @@ class LiveConfig:
 
 
 CONFIG = web.AppKey("keel.config", LiveConfig)
-
-
-class TeardownError(KeelError):
-    """A plugin's teardown failed; the others still ran (aiohttp collects them all)."""
 
 
 def _plugin_lifespan(
@@ -133,8 +129,3 @@ def apply_reload(app: web.Application, new: Config) -> list[str]:
         changes.extend(plugin.reload(new))
     live.current = new
     return changes
-
-
-def plugin_states(app: web.Application) -> dict[str, Any]:
-    """Each plugin's live state, for the dashboard."""
-    return {plugin.name: plugin.state() for plugin in app[health.PLUGINS]}

@@ -6,6 +6,7 @@ Hierarchy::
     ├── StartupError               refused before a port is bound (exit status 2)
     │   ├── ConfigError            bad config: one problem per key path
     │   └── PluginError            bad plugin set: unknown, duplicate, missing requirement, cycle
+    ├── TeardownError              a plugin's teardown failed (the others still ran)
     └── HTTPError                  a client-facing error: status, code, message, details
         ├── BadJSON                400 bad_json
         ├── NotFound               404 not_found
@@ -56,6 +57,10 @@ class ConfigError(StartupError):
 
 class PluginError(StartupError):
     """The plugin set cannot be loaded; each problem says how to fix it."""
+
+
+class TeardownError(KeelError):
+    """A plugin's teardown failed; aiohttp still runs the others and collects every error."""
 
 
 class HTTPError(KeelError):

@@ -65,12 +65,7 @@ class Lifecycle:
         self.phase = Phase.STARTING
         # id(request) -> "METHOD path": requests are unhashable mappings.
         self.in_flight: dict[int, str] = {}
-        self.requests_served = 0
         self.drain = DrainReport()
-
-    @property
-    def accepting(self) -> bool:
-        return self.phase is Phase.RUNNING
 
     def start_draining(self) -> None:
         if self.phase is not Phase.DRAINING:
@@ -90,7 +85,6 @@ class Lifecycle:
             raise
         finally:
             del self.in_flight[key]
-            self.requests_served += 1
 
 
 LIFECYCLE = web.AppKey("keel.lifecycle", Lifecycle)

@@ -154,7 +154,8 @@ async def serve(
                 reload_config(app, reload)
             lifecycle.start_draining()
             log.info(
-                "received %s: draining (/readyz answers 503) for %.1fs, %d request(s) in flight",
+                "received %s: draining (/readyz answers 503) for %.1fs, %d request(s) in flight;"
+                " send it again to exit now",
                 sig.name,
                 config.server.drain_delay,
                 len(lifecycle.in_flight),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
-from app.application import TeardownError, create_app
+from app.application import create_app
+from app.errors import TeardownError
 from app.lifecycle import LIFECYCLE, Phase
 from tests.conftest import ConfigFactory
 from tests.plugins.recording import EVENTS
