@@ -25,7 +25,7 @@ T = TypeVar("T")
 ENV_PREFIX = "KEEL_"
 CONFIG_ENV = "KEEL_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
-DEFAULT_PLUGINS = ("metrics", "redis")
+DEFAULT_PLUGINS = ("metrics", "redis", "sharding")
 
 
 def _port(value: int) -> str | None:

@@ -8,6 +8,7 @@ Hierarchy::
     │   └── PluginError            bad plugin set: unknown, duplicate, missing requirement, cycle
     ├── TeardownError              a plugin's teardown failed (the others still ran)
     └── HTTPError                  a client-facing error: status, code, message, details
+        ├── BadRequest             400 bad_request
         ├── BadJSON                400 bad_json
         ├── NotFound               404 not_found
         ├── PreconditionFailed     412 precondition_failed
@@ -80,6 +81,10 @@ class HTTPError(KeelError):
         self.message = message
         self.details = details
         self.headers = dict(headers or {})
+
+
+class BadRequest(HTTPError):
+    status, code = 400, "bad_request"
 
 
 class BadJSON(HTTPError):

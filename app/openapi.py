@@ -52,6 +52,9 @@ READINESS_SCHEMA: dict[str, Any] = {
 }
 
 
+SCHEMAS: dict[str, Any] = {"Error": ERROR_SCHEMA, "Readiness": READINESS_SCHEMA}
+
+
 def json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
@@ -112,8 +115,10 @@ CORE_PATHS: dict[str, Any] = {
 
 def build_document(plugins: Iterable[Plugin]) -> dict[str, Any]:
     paths = dict(CORE_PATHS)
+    schemas: dict[str, Any] = {}
     for plugin in plugins:
         paths.update(plugin.openapi_paths())
+        schemas.update(plugin.openapi_schemas())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -126,7 +131,7 @@ def build_document(plugins: Iterable[Plugin]) -> dict[str, Any]:
             ),
         },
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": {"Error": ERROR_SCHEMA, "Readiness": READINESS_SCHEMA}},
+        "components": {"schemas": {**SCHEMAS, **schemas}},
     }
 
 

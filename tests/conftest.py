@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -82,3 +82,51 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+PG_ADMIN_URL = os.environ.get("KEEL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """The machine's PostgreSQL (fails under CI when it is not reachable)."""
+    import asyncio
+
+    import asyncpg
+
+    async def ping() -> None:
+        connection = await asyncpg.connect(PG_ADMIN_URL, timeout=2)
+        await connection.close()
+
+    try:
+        asyncio.run(ping())
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        service_missing(f"PostgreSQL at {PG_ADMIN_URL}")
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+async def pg_databases(pg_admin_url: str) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """`await make()` creates a throwaway database and returns its DSN; all dropped after."""
+    import asyncpg
+
+    created: list[str] = []
+    base = pg_admin_url.rsplit("/", 1)[0]
+
+    async def make() -> str:
+        name = f"keel_test_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+        admin = await asyncpg.connect(pg_admin_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        created.append(name)
+        return f"{base}/{name}"
+
+    yield make
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        for name in created:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 BUILTIN: dict[str, str] = {
     "metrics": "app.plugins.metrics:MetricsPlugin",
     "redis": "app.plugins.redis:RedisPlugin",
+    "sharding": "app.plugins.sharding:ShardingPlugin",
 }
 
 ReadinessStatus = Literal["ok", "degraded", "down"]
@@ -84,6 +85,8 @@ class Plugin(Protocol):
 
     def openapi_paths(self) -> dict[str, Any]: ...
 
+    def openapi_schemas(self) -> dict[str, Any]: ...
+
 
 class BasePlugin:
     """Defaults for every optional part of the protocol; subclass and override.
@@ -121,6 +124,10 @@ class BasePlugin:
 
     def openapi_paths(self) -> dict[str, Any]:
         """OpenAPI 3.1 `paths` entries for the routes `setup` adds."""
+        return {}
+
+    def openapi_schemas(self) -> dict[str, Any]:
+        """Entries for `components.schemas` that the paths refer to."""
         return {}
 
 

@@ -1,0 +1,1 @@
+"""The items resource: validation, ids and cursors (model), storage across shards (store)."""

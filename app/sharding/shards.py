@@ -1,0 +1,154 @@
+"""The physical shards as one set: placement, a fail-fast guard per shard, metrics.
+
+Each `Shard` wraps a backend: every call is timed out and counted, and after a
+failure that means "cannot answer" the shard is marked down for `retry_after`
+seconds, during which calls fail at once with `ShardUnavailable` instead of
+waiting on a dead server — so only the requests for that shard's keys fail,
+and fast. (The breakers plugin will put a full circuit breaker here.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from app.config_schema import redact_url
+from app.sharding.backend import Queries, Row, ShardBackend, ShardUnavailable
+from app.sharding.placement import Placement
+
+T = TypeVar("T")
+
+
+class ShardMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.queries = Counter(
+            "keel_shard_queries", "Queries sent to each shard.", ("shard",), registry=registry
+        )
+        self.duration = Histogram(
+            "keel_shard_query_duration_seconds",
+            "Shard query latency.",
+            ("shard",),
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+
+
+class Shard:
+    """One physical shard: `shard.<n>`, its backend and its health."""
+
+    def __init__(
+        self,
+        index: int,
+        dsn: str,
+        backend: ShardBackend,
+        metrics: ShardMetrics,
+        *,
+        query_timeout: float,
+        retry_after: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.index = index
+        self.name = f"shard.{index}"
+        self.dsn = redact_url(dsn)
+        self.backend = backend
+        self.query_timeout = query_timeout
+        self.retry_after = retry_after
+        self._clock = clock
+        self._down_until = 0.0
+        self.last_error = ""
+        self.schema_version: int | None = None
+        self._queries = metrics.queries.labels(self.name)
+        self._duration = metrics.duration.labels(self.name)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.last_error
+
+    def mark_down(self, reason: str) -> None:
+        self.last_error = reason
+        self._down_until = self._clock() + self.retry_after
+
+    def mark_up(self) -> None:
+        self.last_error = ""
+        self._down_until = 0.0
+
+    def _refuse_while_down(self) -> None:
+        remaining = self._down_until - self._clock()
+        if remaining > 0:
+            raise ShardUnavailable(self.name, self.last_error, retry_after=remaining)
+
+    async def _call(self, operation: Awaitable[T]) -> T:
+        self._queries.inc()
+        started = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(operation, self.query_timeout)
+        except TimeoutError as exc:
+            self.mark_down(f"no answer within {self.query_timeout}s")
+            raise ShardUnavailable(self.name, self.last_error, self.retry_after) from exc
+        except ShardUnavailable as exc:
+            self.mark_down(exc.reason)
+            exc.retry_after = self.retry_after
+            raise
+        finally:
+            self._duration.observe(time.perf_counter() - started)
+        if self.last_error:
+            self.mark_up()
+        return result
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        self._refuse_while_down()
+        return await self._call(self.backend.fetch(sql, *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Queries]:
+        """A transaction on this shard; statements in it are counted and timed out too."""
+        self._refuse_while_down()
+        manager = self.backend.transaction()
+        tx = await self._call(manager.__aenter__())
+        try:
+            yield _GuardedQueries(self, tx)
+        except BaseException as exc:
+            await manager.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        await self._call(manager.__aexit__(None, None, None))
+
+    async def ping(self) -> None:
+        await self._call(self.backend.ping())
+
+
+class _GuardedQueries(Queries):
+    def __init__(self, shard: Shard, tx: Queries) -> None:
+        self._shard = shard
+        self._tx = tx
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return await self._shard._call(self._tx.fetch(sql, *args))
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return await self._shard._call(self._tx.execute(sql, *args))
+
+
+class ShardSet:
+    """Every physical shard, and which one owns a key."""
+
+    def __init__(self, shards: Sequence[Shard], placement: Placement) -> None:
+        self.shards = tuple(shards)
+        self.placement = placement
+
+    def for_key(self, key: str) -> Shard:
+        return self.shards[self.placement.shard_of(key)]
+
+    def __iter__(self) -> Any:
+        return iter(self.shards)
+
+    def __len__(self) -> int:
+        return len(self.shards)
