@@ -1,4 +1,4 @@
-"""Keel's command line: serve (default) | worker | check-config.
+"""Keel's command line: serve (default) | worker | migrate | reshard | check-config.
 
 Parses arguments, loads the config and runs; everything else lives in `app/`.
 Exit status: 0 done, 1 failed while running, 2 refused (bad config or plugin set).
@@ -20,6 +20,7 @@ import tomli_w
 from app.config import Config, LoggingConfig, load_config
 from app.errors import ConfigError, KeelError, PluginError, StartupError
 from app.logging_config import configure_logging
+from app.sharding.commands import migrate_command, reshard_command
 from app.shutdown import serve
 
 EXIT_REFUSED = 2
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", help="override server.host")
     serve_cmd.add_argument("--port", type=int, help="override server.port")
     commands.add_parser("worker", help="consume jobs only; health and metrics on worker.port")
+    commands.add_parser("migrate", help="apply pending migrations to every shard")
+    reshard = commands.add_parser("reshard", help="move rows to the shards that own them now")
+    reshard.add_argument("--dry-run", action="store_true", help="count what would move")
     check = commands.add_parser("check-config", help="print the resolved config and exit")
     check.add_argument("--json", action="store_true", help="print JSON instead of TOML")
     for sub in commands.choices.values():
@@ -73,7 +77,7 @@ def _check_config(config: Config, as_json: bool) -> int:
     return 0
 
 
-COMMANDS = ("serve", "worker", "check-config")
+COMMANDS = ("serve", "worker", "migrate", "reshard", "check-config")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "check-config":
         return _check_config(config, args.json)
     configure_logging(config.logging)
+    if command == "migrate":
+        return _run(migrate_command(config), config)
+    if command == "reshard":
+        return _run(reshard_command(config, dry_run=args.dry_run), config)
     try:
         role = "worker" if command == "worker" else "serve"
         return _run(serve(config, role=role, reload=lambda: load_config(args.config, env)), config)
