@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +67,9 @@ class Scenario:
     env: Mapping[str, str] = field(default_factory=dict)
     script: Path | None = None
     target: float | None = None
+    # Items created over HTTP before measuring; with random_item, wrk GETs them at random.
+    seed_items: int = 0
+    random_item: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,23 @@ class Result:
     socket_errors: int
 
 
-def scenarios(work_dir: Path) -> list[Scenario]:
+def keel_scenario(name: str, work_dir: Path, path: str, **kwargs: object) -> Scenario:
+    """Keel on its default config, quiet logs, data under ``work_dir``."""
+    env = {
+        "KEEL_SERVER__DATA_DIR": str(work_dir / f"{name}-data"),
+        "KEEL_LOGGING__LEVEL": "warning",
+        # Throughput does not depend on it; it only makes each stop slow.
+        "KEEL_SERVER__DRAIN_DELAY": "0",
+    }
+    env.update(kwargs.pop("env", {}))  # type: ignore[call-overload]
+    command = (sys.executable, "run.py", "serve", "--host", "127.0.0.1", "--port", "{port}")
+    return Scenario(name=name, command=command, path=path, env=env, **kwargs)  # type: ignore[arg-type]
+
+
+def scenarios(work_dir: Path, pg_shards: Sequence[str]) -> list[Scenario]:
     """Every scenario, ``bare`` first. ``work_dir`` holds per-run state."""
     python = sys.executable
+    pg = {"KEEL_SHARDING__SHARDS": json.dumps(list(pg_shards))}
     return [
         Scenario(
             name=BASELINE,
@@ -109,6 +126,14 @@ def scenarios(work_dir: Path) -> list[Scenario]:
             },
             target=0.75,
         ),
+        keel_scenario(
+            "items-get-sqlite", work_dir, "/api/items", seed_items=1000, random_item=True
+        ),
+        keel_scenario(
+            "items-get-pg", work_dir, "/api/items", seed_items=1000, random_item=True, env=pg
+        ),
+        keel_scenario("items-list-sqlite", work_dir, "/api/items?limit=50", seed_items=1000),
+        keel_scenario("items-list-pg", work_dir, "/api/items?limit=50", seed_items=1000, env=pg),
     ]
 
 
@@ -251,9 +276,48 @@ def wrk(scenario: Scenario, port: int, duration: int, connections: int) -> WrkRe
     return result
 
 
+def seed(port: int, count: int) -> list[str]:
+    """Create ``count`` items over HTTP; their ids."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    ids = []
+    try:
+        for n in range(count):
+            body = json.dumps({"name": f"bench item {n}", "price": n / 10, "tags": ["bench"]})
+            conn.request("POST", "/api/items", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            payload = response.read()
+            if response.status != 201:
+                raise BenchError(
+                    f"seeding: POST /api/items answered {response.status}: {payload!r}"
+                )
+            ids.append(json.loads(payload)["id"])
+    finally:
+        conn.close()
+    return ids
+
+
+def random_item_script(ids: Sequence[str], path: Path) -> Path:
+    """A wrk script that GETs a random one of ``ids`` per request."""
+    listed = ",".join(f'"{i}"' for i in ids)
+    path.write_text(
+        f"local ids = {{{listed}}}\n"
+        "math.randomseed(42)\n"
+        "request = function()\n"
+        '  return wrk.format("GET", "/api/items/" .. ids[math.random(#ids)])\n'
+        "end\n"
+    )
+    return path
+
+
 def measure(scenario: Scenario, log: Path, duration: int, connections: int) -> WrkResult:
     print(f"{scenario.name}: starting", flush=True)
     with running_server(scenario, log) as port:
+        if scenario.seed_items:
+            print(f"{scenario.name}: seeding {scenario.seed_items} items", flush=True)
+            ids = seed(port, scenario.seed_items)
+            if scenario.random_item:
+                script = random_item_script(ids, log.with_suffix(".lua"))
+                scenario = replace(scenario, script=script)
         print(f"{scenario.name}: warming up {WARMUP_SECONDS} s", flush=True)
         wrk(scenario, port, WARMUP_SECONDS, connections)
         print(f"{scenario.name}: measuring {duration} s", flush=True)
@@ -353,18 +417,45 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+PG_SERVER = os.environ.get("KEEL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+@contextlib.contextmanager
+def postgres_databases(names: Sequence[str]) -> Iterator[None]:
+    """Create the bench's PostgreSQL shard databases; drop them afterwards."""
+
+    def psql(sql: str) -> None:
+        done = subprocess.run(
+            ["psql", f"{PG_SERVER}/postgres", "-qAtc", sql], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise BenchError(f"psql {sql!r}: {done.stderr.strip()}")
+
+    for name in names:
+        psql(f'CREATE DATABASE "{name}"')
+    try:
+        yield
+    finally:
+        for name in names:
+            psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    pg_names = [f"keel_bench_{os.getpid()}_{i}" for i in range(3)]
     with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
         work_dir = Path(tmp)
         try:
-            selected = select(scenarios(work_dir), args.only)
+            pg_shards = [f"{PG_SERVER}/{name}" for name in pg_names]
+            selected = select(scenarios(work_dir, pg_shards), args.only)
         except ValueError as exc:
             print(f"bench: error: {exc}", file=sys.stderr)
             return 2
+        needs_pg = any("KEEL_SHARDING__SHARDS" in s.env for s in selected)
         try:
             check_cores()
-            results = run(selected, work_dir, args.duration, args.connections, args.rounds)
+            with postgres_databases(pg_names if needs_pg else ()):
+                results = run(selected, work_dir, args.duration, args.connections, args.rounds)
         except BenchError as exc:
             print(f"bench: error: {exc}", file=sys.stderr)
             if exc.log is not None:

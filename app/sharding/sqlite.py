@@ -50,17 +50,17 @@ class _Connection(Queries):
         self.shard = shard
         self.connection = connection
 
+    # Each await on aiosqlite is a hop to its thread and back: one per statement
+    # (no separate fetch or cursor close) keeps a query to a single hop.
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         with _translated(self.shard):
-            async with self.connection.execute(to_sqlite(sql), args) as cursor:
-                rows = await cursor.fetchall()
-                names = [d[0] for d in cursor.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in rows]
+            rows = await self.connection.execute_fetchall(to_sqlite(sql), args)
+        return [dict(row) for row in rows]
 
     async def execute(self, sql: str, *args: Any) -> int:
         with _translated(self.shard):
-            async with self.connection.execute(to_sqlite(sql), args) as cursor:
-                return cursor.rowcount
+            cursor = await self.connection.execute(to_sqlite(sql), args)
+        return cursor.rowcount
 
 
 class SQLiteBackend(ShardBackend):
@@ -77,6 +77,7 @@ class SQLiteBackend(ShardBackend):
     async def _connect(self) -> _Connection:
         with _translated(self.shard):
             connection = await aiosqlite.connect(self.path, isolation_level=None)
+            connection.row_factory = sqlite3.Row
             await connection.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             await connection.execute("PRAGMA journal_mode = WAL")
             await connection.execute("PRAGMA synchronous = NORMAL")
