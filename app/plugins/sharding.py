@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,18 @@ def build_shards(config: Config, registry: CollectorRegistry) -> ShardSet:
 SHARDS = web.AppKey("keel.shards", ShardSet)
 
 
+async def _all_or_none(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run together; if one fails, cancel and await the rest before raising."""
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 class ShardingPlugin(BasePlugin):
     name = "sharding"
     optional = ("metrics",)
@@ -121,7 +133,7 @@ class ShardingPlugin(BasePlugin):
     @contextlib.asynccontextmanager
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         try:
-            await asyncio.gather(*(self._bring_up(shard) for shard in self.shards))
+            await _all_or_none(self._bring_up(shard) for shard in self.shards)
             watching = asyncio.create_task(self._watch(), name="keel.sharding.health")
             try:
                 yield

@@ -48,7 +48,14 @@ class Queries(ABC):
 
 
 class ShardBackend(Queries):
-    """One physical shard. `fetch` reads committed data; writes go in `transaction()`."""
+    """One physical shard. `fetch` reads committed data; writes go in `transaction()`.
+
+    Transactions run at the database's default isolation (READ COMMITTED on
+    PostgreSQL): a value read in a transaction may change before the
+    transaction writes. Guard read-then-write with a condition in the write
+    (`UPDATE … WHERE version = $n`) and check the row count; never rely on the
+    read alone.
+    """
 
     dialect: ClassVar[str]
 
@@ -69,3 +76,6 @@ class ShardBackend(Queries):
 
     async def ping(self) -> None:
         await self.fetch("SELECT 1 AS ok")
+
+    async def lock_schema(self, tx: Queries) -> None:
+        """Serialize schema changes across processes until `tx` ends (migrations)."""

@@ -78,7 +78,9 @@ class MigrationReport:
 
 async def applied_versions(backend: ShardBackend) -> dict[int, str]:
     """version -> checksum of what the shard applied."""
-    await backend.execute(_CREATE_TABLE)
+    async with backend.transaction() as tx:
+        await backend.lock_schema(tx)
+        await tx.execute(_CREATE_TABLE)
     rows = await backend.fetch("SELECT version, checksum FROM keel_migrations ORDER BY version")
     return {int(row["version"]): str(row["checksum"]) for row in rows}
 
@@ -109,8 +111,14 @@ async def migrate(
     """Apply the shard's pending migrations, each in one transaction with its record."""
     migrations = discover(backend.dialect) if migrations is None else migrations
     pending = check(shard, migrations, await applied_versions(backend))
+    ran = []
     for migration in pending:
         async with backend.transaction() as tx:
+            await backend.lock_schema(tx)
+            if await tx.fetchrow(
+                "SELECT version FROM keel_migrations WHERE version = $1", migration.version
+            ):
+                continue  # another instance applied it while this one waited for the lock
             await backend.run_script(tx, migration.sql)
             await tx.execute(
                 "INSERT INTO keel_migrations (version, name, checksum, applied_at)"
@@ -120,8 +128,9 @@ async def migrate(
                 migration.checksum,
                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             )
+        ran.append(migration)
     version = migrations[-1].version if migrations else 0
-    return MigrationReport(shard, version, tuple(f"{m.version:04d}_{m.name}" for m in pending))
+    return MigrationReport(shard, version, tuple(f"{m.version:04d}_{m.name}" for m in ran))
 
 
 async def schema_version(backend: ShardBackend) -> int:

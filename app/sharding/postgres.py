@@ -11,6 +11,8 @@ import asyncpg
 
 from app.sharding.backend import Queries, Row, ShardBackend, ShardUnavailable
 
+_SCHEMA_LOCK = 0x6B65656C  # "keel": the advisory lock id that serializes migrations
+
 # What asyncpg raises when the server cannot answer now (as opposed to bad SQL).
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
@@ -20,7 +22,6 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.QueryCanceledError,
 )
 
@@ -31,6 +32,12 @@ def _translated(shard: str) -> Iterator[None]:
         yield
     except _UNAVAILABLE as exc:
         raise ShardUnavailable(shard, str(exc) or type(exc).__name__) from exc
+    except asyncpg.exceptions.InterfaceError as exc:
+        # InterfaceError also means a bug in the call (wrong argument count):
+        # only a closed connection or pool is an outage.
+        if "clos" in str(exc).lower():
+            raise ShardUnavailable(shard, str(exc)) from exc
+        raise
 
 
 class _Connection(Queries):
@@ -118,6 +125,11 @@ class PostgresBackend(ShardBackend):
                 await transaction.commit()
         finally:
             await pool.release(connection)
+
+    async def lock_schema(self, tx: Queries) -> None:
+        # Instances starting together must not migrate one shard at once: a
+        # transaction-scoped advisory lock makes the second wait, then skip.
+        await tx.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
 
     async def run_script(self, tx: Queries, script: str) -> None:
         await tx.execute(script)  # no arguments: asyncpg runs every statement in it

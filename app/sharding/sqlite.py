@@ -133,5 +133,5 @@ class SQLiteBackend(ShardBackend):
 def split_statements(script: str) -> list[str]:
     """Split a migration on ';' at line ends, dropping comment-only lines."""
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    statements = re.split(r";\s*(?:\n|$)", "\n".join(lines))
+    statements = re.split(r";[ \t]*(?:--[^\n]*)?(?:\n|$)", "\n".join(lines))
     return [s.strip() for s in statements if s.strip()]
