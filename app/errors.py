@@ -37,6 +37,8 @@ from typing import Any, ClassVar
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from app.json_codec import json_response
+
 log = logging.getLogger("keel.errors")
 
 
@@ -177,7 +179,7 @@ def error_response(
 ) -> web.Response:
     """The one JSON error shape of DESIGN.md."""
     body = {"error": {"code": code, "message": message, "details": details}}
-    return web.json_response(body, status=status, headers=headers)
+    return json_response(body, status=status, headers=headers)
 
 
 def _from_http_exception(exc: web.HTTPException) -> web.Response:

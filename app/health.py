@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from app.json_codec import json_response
 from app.lifecycle import LIFECYCLE, Phase
 from app.plugins import Plugin, Readiness
 
@@ -54,7 +55,7 @@ async def readiness_report(plugins: Sequence[Plugin], phase: Phase) -> tuple[int
 async def readyz(request: web.Request) -> web.Response:
     """200 when this instance should get traffic; 503 while starting, draining or down."""
     code, body = await readiness_report(request.app[PLUGINS], request.app[LIFECYCLE].phase)
-    return web.json_response(body, status=code)
+    return json_response(body, status=code)
 
 
 def add_routes(app: web.Application) -> None:

@@ -23,6 +23,7 @@ from app.items.model import (
     validate,
 )
 from app.items.store import Conflict, ItemStore
+from app.json_codec import json_response
 from app.openapi import error_response, json_content
 from app.sharding.backend import ShardUnavailable
 from app.sharding.shards import ShardSet
@@ -67,7 +68,7 @@ async def _valid_body(request: web.Request) -> Any:
 
 
 def _item_response(item: dict[str, Any], status: int = 200) -> web.Response:
-    response = web.json_response(item, status=status)
+    response = json_response(item, status=status)
     response.headers["ETag"] = etag(item["version"])
     return response
 
@@ -174,7 +175,7 @@ async def list_items(request: web.Request) -> web.Response:
     with shard_errors():
         page = await request.app[ITEMS].list(limit, after)
     next_cursor = encode_cursor(page.next_after) if page.next_after is not None else None
-    return web.json_response({"items": page.items, "next_cursor": next_cursor})
+    return json_response({"items": page.items, "next_cursor": next_cursor})
 
 
 def setup(app: web.Application, shards: ShardSet) -> None:

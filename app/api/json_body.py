@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from app.errors import BadJSON, TooLarge, UnsupportedMediaType
+from app.json_codec import JSONDecodeError, loads
 
 
 async def read_json(request: web.Request) -> Any:
@@ -21,6 +21,6 @@ async def read_json(request: web.Request) -> Any:
     except web.HTTPRequestEntityTooLarge as exc:
         raise TooLarge(exc.text or "request body is too large") from None
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return loads(raw)
+    except JSONDecodeError as exc:
         raise BadJSON(f"body is not valid JSON: {exc}") from None

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from app.json_codec import loads
+
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -106,7 +108,7 @@ def item_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "id": row["id"],
         "name": row["name"],
         "price": row["price"],
-        "tags": json.loads(row["tags"]),
+        "tags": loads(row["tags"]),
         "version": row["version"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],

@@ -256,7 +256,9 @@ async def test_two_instances_migrating_one_postgres_shard_at_once_both_succeed(
         reports = await asyncio.gather(
             migrate("shard.0", one, migrations), migrate("shard.0", two, migrations)
         )
-        assert sorted(len(r.applied) for r in reports) == [0, 2]
+        applied = [name for report in reports for name in report.applied]
+        assert sorted(applied) == sorted({*applied})  # no migration ran twice
+        assert len(applied) == 2  # and both ran, on one instance or the other
         assert await one.fetchval("SELECT count(*) AS n FROM notes") == 1
     finally:
         await asyncio.gather(one.close(), two.close())
