@@ -5,6 +5,7 @@ The routes are added by the sharding plugin, which owns the storage they use.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +31,7 @@ from app.sharding.shards import ShardSet
 
 ITEMS = web.AppKey("keel.items", ItemStore)
 
+_DIGITS = re.compile(r"[0-9]{1,4}")  # ASCII only: str.isdigit() accepts "²"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 # Until the cache plugin reads through here, every read goes to the shard.
@@ -155,7 +157,7 @@ def _limit(request: web.Request) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise Invalid(
             "invalid limit",
             details=[{"field": "limit", "message": f"expected an integer 1..{MAX_LIMIT}"}],

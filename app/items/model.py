@@ -16,6 +16,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,11 +33,33 @@ READ_ONLY = frozenset({"id", "version", "created_at", "updated_at"})
 WRITABLE = frozenset({"name", "price", "tags"})
 
 
-def new_id(now_ms: int | None = None, entropy: bytes | None = None) -> str:
-    """A time-ordered id: ids made later sort after ids made earlier (to the millisecond)."""
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    value = (ms << 80) | int.from_bytes(entropy or os.urandom(10), "big")
+def _encode(value: int) -> str:
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def new_id(now_ms: int | None = None, entropy: bytes | None = None) -> str:
+    """A time-ordered id: ids made in a later millisecond sort after earlier ones."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return _encode((ms << 80) | int.from_bytes(entropy or os.urandom(10), "big"))
+
+
+class IdGenerator:
+    """Ids that sort in the order this process made them, also within one millisecond.
+
+    Within a millisecond (or if the clock steps back) the next id is the last
+    one plus one, as monotonic ULIDs do; a new millisecond starts from fresh
+    random bits. Across instances ids still sort by their millisecond.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._last = 0
+
+    def __call__(self) -> str:
+        ms = int(self._clock() * 1000)
+        fresh = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+        self._last = fresh if fresh >> 80 > self._last >> 80 else self._last + 1
+        return _encode(self._last)
 
 
 def now_iso() -> str:
@@ -79,6 +102,8 @@ def validate(body: Any) -> ItemInput:
         problem("name", "expected a string")
     elif not 1 <= len(name) <= MAX_NAME:
         problem("name", f"expected 1..{MAX_NAME} characters, got {len(name)}")
+    elif "\x00" in name:
+        problem("name", "must not contain NUL characters")
     price = body.get("price")
     if "price" not in body:
         problem("price", "required")
@@ -93,8 +118,8 @@ def validate(body: Any) -> ItemInput:
     elif len(tags) > MAX_TAGS:
         problem("tags", f"expected at most {MAX_TAGS} tags, got {len(tags)}")
     for index, tag in enumerate(tags):
-        if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG:
-            problem(f"tags[{index}]", f"expected a string of 1..{MAX_TAG} characters")
+        if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG or "\x00" in tag:
+            problem(f"tags[{index}]", f"expected a string of 1..{MAX_TAG} characters, no NUL")
     if problems:
         raise ValidationFailed(problems)
     assert isinstance(name, str)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.events import EventHook
-from app.items.model import ItemEvent, ItemInput, item_from_row, new_id, now_iso
+from app.items.model import IdGenerator, ItemEvent, ItemInput, item_from_row, now_iso
 from app.sharding.shards import ShardSet
 
 _COLUMNS = "id, name, price, tags, version, created_at, updated_at"
@@ -36,6 +36,7 @@ class ItemStore:
     def __init__(self, shards: ShardSet) -> None:
         self.shards = shards
         self.events: EventHook[ItemEvent] = EventHook("items")
+        self.new_id = IdGenerator()
 
     async def get(self, item_id: str) -> dict[str, Any] | None:
         row = await self.shards.for_key(item_id).fetchrow(
@@ -44,7 +45,7 @@ class ItemStore:
         return item_from_row(row) if row else None
 
     async def create(self, data: ItemInput) -> dict[str, Any]:
-        item_id = new_id()
+        item_id = self.new_id()
         now = now_iso()
         async with self.shards.for_key(item_id).transaction() as tx:
             row = await tx.fetchrow(
