@@ -27,7 +27,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def _check(plugin: Plugin) -> Readiness:
     try:
-        return await asyncio.wait_for(plugin.readiness(), CHECK_TIMEOUT)
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            return await plugin.readiness()
     except TimeoutError:
         return Readiness("down", f"readiness check took over {CHECK_TIMEOUT}s")
 

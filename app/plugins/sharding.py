@@ -148,7 +148,8 @@ class ShardingPlugin(BasePlugin):
         """Connect and migrate; a shard out of reach is marked down, one ahead stops startup."""
         try:
             if shard.index not in self._connected:
-                await asyncio.wait_for(shard.backend.open(), self.options.connect_timeout * 2)
+                async with asyncio.timeout(self.options.connect_timeout * 2):
+                    await shard.backend.open()
                 self._connected.add(shard.index)
             if self.options.auto_migrate:
                 report = await migrate(shard.name, shard.backend)

@@ -91,7 +91,8 @@ class PostgresBackend(ShardBackend):
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
-                await asyncio.wait_for(pool.close(), self.connect_timeout)
+                async with asyncio.timeout(self.connect_timeout):
+                    await pool.close()
             except TimeoutError:
                 pool.terminate()  # a shard that stopped answering must not hang shutdown
 

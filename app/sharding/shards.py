@@ -86,7 +86,10 @@ class Shard:
         self._queries.inc()
         started = time.perf_counter()
         try:
-            result = await asyncio.wait_for(operation, self.query_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+            # cancellation that races with the operation completing.
+            async with asyncio.timeout(self.query_timeout):
+                result = await operation
         except TimeoutError as exc:
             self.mark_down(f"no answer within {self.query_timeout}s")
             raise ShardUnavailable(self.name, self.last_error, self.retry_after) from exc
