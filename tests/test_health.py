@@ -83,3 +83,13 @@ async def test_a_hanging_check_is_reported_down_within_the_timeout(
     response = await client.get("/readyz")
     assert response.status == 503
     assert "over 0.05s" in (await response.json())["plugins"]["probe"]["detail"]
+
+
+async def test_readyz_lists_every_shard(aiohttp_client, make_config: ConfigFactory) -> None:
+    config = make_config(PLUGINS__ENABLED='["sharding"]')
+    client = await aiohttp_client(create_app(config))
+    body = await (await client.get("/readyz")).json()
+    assert body["plugins"]["sharding"] == {
+        "status": "ok",
+        "detail": "shard.0: ok; shard.1: ok; shard.2: ok",
+    }

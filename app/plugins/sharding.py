@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from app.api import items as items_api
 from app.config import Config
 from app.config_schema import check
-from app.plugins import READY, BasePlugin, Readiness
+from app.plugins import BasePlugin, Readiness
 from app.plugins.metrics import METRICS
 from app.sharding.backend import ShardBackend, ShardUnavailable
 from app.sharding.dsn import ShardDsn, check_dsn
@@ -190,12 +190,15 @@ class ShardingPlugin(BasePlugin):
             ticks += 1
 
     async def readiness(self) -> Readiness:
-        down = [f"{s.name}: {s.last_error}" for s in self.shards if not s.healthy]
+        """Every shard's health: "shard.0: ok; shard.1: down (reason)"."""
+        detail = "; ".join(
+            f"{s.name}: ok" if s.healthy else f"{s.name}: down ({s.last_error})"
+            for s in self.shards
+        )
+        down = sum(not s.healthy for s in self.shards)
         if not down:
-            return READY
-        if len(down) == len(self.shards):
-            return Readiness("down", "; ".join(down))
-        return Readiness("degraded", "; ".join(down))
+            return Readiness("ok", detail)
+        return Readiness("down" if down == len(self.shards) else "degraded", detail)
 
     def state(self) -> dict[str, Any]:
         return {
