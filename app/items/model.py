@@ -132,7 +132,7 @@ def item_from_row(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "name": row["name"],
-        "price": row["price"],
+        "price": float(row["price"]),  # SQLite RETURNING gives 999 for a stored 999.0
         "tags": loads(row["tags"]),
         "version": row["version"],
         "created_at": row["created_at"],

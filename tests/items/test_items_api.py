@@ -544,3 +544,12 @@ async def test_parallel_deletes_with_the_same_if_match_exactly_one_wins(
         *(client.delete(f"/api/items/{item['id']}", headers={"If-Match": '"1"'}) for _ in range(10))
     )
     assert Counter(r.status for r in responses) == {204: 1, 412: 9}
+
+
+async def test_a_whole_price_reads_back_the_same_from_every_endpoint(client) -> None:
+    created = await client.post("/api/items", json={"name": "laptop", "price": 999})
+    item = await created.json()
+    fetched = await (await client.get(f"/api/items/{item['id']}")).json()
+    listed = (await (await client.get("/api/items")).json())["items"]
+    assert item["price"] == fetched["price"] == listed[0]["price"] == 999
+    assert type(item["price"]) is type(fetched["price"]) is type(listed[0]["price"]) is float
