@@ -14,6 +14,7 @@ from tests.conftest import ConfigFactory, free_port
 
 def redis_config(make_config: ConfigFactory, url: str, prefix: str, **env: str):
     return make_config(
+        PLUGINS__ENABLED='["metrics", "redis"]',  # what this file tests, nothing else
         REDIS__URL=url,
         REDIS__KEY_PREFIX=prefix,
         REDIS__HEARTBEAT_INTERVAL="0.05",

@@ -142,7 +142,19 @@ class ShardingPlugin(BasePlugin):
                 with contextlib.suppress(asyncio.CancelledError):
                     await watching
         finally:
-            await asyncio.gather(*(s.backend.close() for s in self.shards))
+            await asyncio.gather(*(self._close(s) for s in self.shards))
+
+    async def _close(self, shard: Shard) -> None:
+        """Close one shard; one that does not answer must not hang shutdown."""
+        try:
+            async with asyncio.timeout(self.options.connect_timeout * 2):
+                await shard.backend.close()
+        except TimeoutError:
+            log.error(
+                "%s did not close within %.1fs; abandoning it",
+                shard.name,
+                self.options.connect_timeout * 2,
+            )
 
     async def _bring_up(self, shard: Shard) -> None:
         """Connect and migrate; a shard out of reach is marked down, one ahead stops startup."""
