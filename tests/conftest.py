@@ -105,28 +105,37 @@ def pg_admin_url() -> str:
     return PG_ADMIN_URL
 
 
+async def run_as_admin(admin_url: str, statements: list[str]) -> None:
+    """Run statements (CREATE/DROP DATABASE) on the server's maintenance database."""
+    import asyncpg
+
+    admin = await asyncpg.connect(admin_url)
+    try:
+        for statement in statements:
+            await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
+def create_database(name: str) -> str:
+    return f'CREATE DATABASE "{name}"'
+
+
+def drop_database(name: str) -> str:
+    return f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+
+
 @pytest.fixture
 async def pg_databases(pg_admin_url: str) -> AsyncIterator[Callable[[], Awaitable[str]]]:
     """`await make()` creates a throwaway database and returns its DSN; all dropped after."""
-    import asyncpg
-
     created: list[str] = []
     base = pg_admin_url.rsplit("/", 1)[0]
 
     async def make() -> str:
         name = f"keel_test_{RUN_ID}_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(pg_admin_url)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
+        await run_as_admin(pg_admin_url, [create_database(name)])
         created.append(name)
         return f"{base}/{name}"
 
     yield make
-    admin = await asyncpg.connect(pg_admin_url)
-    try:
-        for name in created:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await run_as_admin(pg_admin_url, [drop_database(name) for name in created])

@@ -25,7 +25,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.application import create_app
-from tests.conftest import RUN_ID, ConfigFactory
+from tests.conftest import RUN_ID, ConfigFactory, create_database, drop_database, run_as_admin
 
 StartApp = Callable[..., Awaitable[TestClient]]
 
@@ -49,25 +49,9 @@ def shared_pg_shards(pg_admin_url: str) -> Iterator[list[str]]:
     base = pg_admin_url.rsplit("/", 1)[0]
     names = [f"keel_test_{RUN_ID}_items_{uuid.uuid4().hex[:6]}" for _ in range(ITEMS_SHARDS)]
 
-    async def create() -> None:
-        admin = await asyncpg.connect(pg_admin_url)
-        try:
-            for name in names:
-                await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-
-    async def drop() -> None:
-        admin = await asyncpg.connect(pg_admin_url)
-        try:
-            for name in names:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-    _in_own_loop(create)
+    _in_own_loop(lambda: run_as_admin(pg_admin_url, [create_database(n) for n in names]))
     yield [f"{base}/{name}" for name in names]
-    _in_own_loop(drop)
+    _in_own_loop(lambda: run_as_admin(pg_admin_url, [drop_database(n) for n in names]))
 
 
 async def empty_items(dsns: Sequence[str]) -> None:
