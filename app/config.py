@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from app.config_schema import Problems, Secret, build, check, to_plain
+from app.config_schema import (
+    Problems,
+    Secret,
+    build,
+    check,
+    not_negative,
+    positive,
+    tcp_port,
+    to_plain,
+)
 from app.errors import ConfigError
 
 T = TypeVar("T")
@@ -26,18 +35,6 @@ ENV_PREFIX = "KEEL_"
 CONFIG_ENV = "KEEL_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
 DEFAULT_PLUGINS = ("metrics", "redis", "sharding")
-
-
-def _port(value: int) -> str | None:
-    return None if 1 <= value <= 65535 else f"expected a port 1..65535, got {value}"
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else f"expected a number > 0, got {value}"
-
-
-def _not_negative(value: float) -> str | None:
-    return None if value >= 0 else f"expected a number >= 0, got {value}"
 
 
 def _networks(values: tuple[str, ...]) -> str | None:
@@ -70,14 +67,14 @@ class ServerConfig:
     """`[server]`: the HTTP listener and the drain sequence."""
 
     host: str = "127.0.0.1"
-    port: int = field(default=8080, metadata=check(_port))
+    port: int = field(default=8080, metadata=check(tcp_port))
     data_dir: str = "data"
-    client_max_size: int = field(default=1024 * 1024, metadata=check(_positive))
+    client_max_size: int = field(default=1024 * 1024, metadata=check(positive))
     trusted_proxies: tuple[str, ...] = field(
         default=("127.0.0.0/8", "::1/128"), metadata=check(_networks)
     )
-    shutdown_timeout: float = field(default=30.0, metadata=check(_not_negative))
-    drain_delay: float = field(default=5.0, metadata=check(_not_negative))
+    shutdown_timeout: float = field(default=30.0, metadata=check(not_negative))
+    drain_delay: float = field(default=5.0, metadata=check(not_negative))
     uvloop: bool = True
 
     @property
@@ -89,8 +86,8 @@ class ServerConfig:
 class WorkerConfig:
     """`[worker]`: the `run.py worker` process."""
 
-    port: int = field(default=8081, metadata=check(_port))
-    concurrency: int = field(default=8, metadata=check(_positive))
+    port: int = field(default=8081, metadata=check(tcp_port))
+    concurrency: int = field(default=8, metadata=check(positive))
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,21 @@ def check(fn: Check, **extra: Any) -> dict[str, Any]:
     return {"check": fn, **extra}
 
 
+def positive(value: float) -> str | None:
+    """Validator: a number > 0."""
+    return None if value > 0 else f"expected a number > 0, got {value}"
+
+
+def not_negative(value: float) -> str | None:
+    """Validator: a number >= 0."""
+    return None if value >= 0 else f"expected a number >= 0, got {value}"
+
+
+def tcp_port(value: int) -> str | None:
+    """Validator: a TCP port."""
+    return None if 1 <= value <= 65535 else f"expected a port 1..65535, got {value}"
+
+
 class Problems:
     """Collects "key.path: why" lines while a tree is converted."""
 

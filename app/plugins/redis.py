@@ -28,7 +28,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from app.config import Config
-from app.config_schema import SecretUrl, check
+from app.config_schema import SecretUrl, check, positive
 from app.lifecycle import LIFECYCLE, Instance
 from app.plugins import READY, BasePlugin, Readiness
 
@@ -42,21 +42,17 @@ def _redis_url(value: SecretUrl) -> str | None:
     return None
 
 
-def _positive(value: float) -> str | None:
-    return None if value > 0 else f"expected a number > 0, got {value}"
-
-
 @dataclass(frozen=True)
 class RedisSettings:
     """`[redis]`."""
 
     url: SecretUrl = field(default=SecretUrl(""), metadata=check(_redis_url))
     key_prefix: str = "keel:"
-    socket_timeout: float = field(default=0.25, metadata=check(_positive))
-    connect_timeout: float = field(default=0.5, metadata=check(_positive))
-    max_connections: int = field(default=64, metadata=check(_positive))
-    heartbeat_interval: float = field(default=2.0, metadata=check(_positive))
-    heartbeat_ttl: float = field(default=6.0, metadata=check(_positive))
+    socket_timeout: float = field(default=0.25, metadata=check(positive))
+    connect_timeout: float = field(default=0.5, metadata=check(positive))
+    max_connections: int = field(default=64, metadata=check(positive))
+    heartbeat_interval: float = field(default=2.0, metadata=check(positive))
+    heartbeat_ttl: float = field(default=6.0, metadata=check(positive))
 
 
 class RedisService:

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from app.api import items as items_api
 from app.config import Config
-from app.config_schema import check
+from app.config_schema import check, positive
 from app.plugins import BasePlugin, Readiness
 from app.plugins.metrics import METRICS
 from app.sharding.backend import ShardBackend, ShardUnavailable
@@ -48,22 +48,18 @@ def _dsns(values: tuple[str, ...]) -> str | None:
     return None
 
 
-def _positive(value: float) -> str | None:
-    return None if value > 0 else f"expected a number > 0, got {value}"
-
-
 @dataclass(frozen=True)
 class ShardingSettings:
     """`[sharding]`."""
 
     shards: tuple[str, ...] = field(default=DEFAULT_SHARDS, metadata=check(_dsns))
-    logical_shards: int = field(default=DEFAULT_LOGICAL_SHARDS, metadata=check(_positive))
+    logical_shards: int = field(default=DEFAULT_LOGICAL_SHARDS, metadata=check(positive))
     auto_migrate: bool = True
-    pool_size: int = field(default=10, metadata=check(_positive))
-    connect_timeout: float = field(default=2.0, metadata=check(_positive))
-    query_timeout: float = field(default=5.0, metadata=check(_positive))
-    retry_after: float = field(default=2.0, metadata=check(_positive))
-    health_interval: float = field(default=1.0, metadata=check(_positive))
+    pool_size: int = field(default=10, metadata=check(positive))
+    connect_timeout: float = field(default=2.0, metadata=check(positive))
+    query_timeout: float = field(default=5.0, metadata=check(positive))
+    retry_after: float = field(default=2.0, metadata=check(positive))
+    health_interval: float = field(default=1.0, metadata=check(positive))
 
 
 def make_backend(name: str, dsn: str, settings: ShardingSettings, config: Config) -> ShardBackend:
