@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from app.config import Config
 from app.config_schema import SecretUrl, check, positive
+from app.guard import Guard, MinimalGuard
 from app.lifecycle import LIFECYCLE, Instance
 from app.plugins import READY, BasePlugin, Readiness
 
@@ -53,6 +54,9 @@ class RedisSettings:
     max_connections: int = field(default=64, metadata=check(positive))
     heartbeat_interval: float = field(default=2.0, metadata=check(positive))
     heartbeat_ttl: float = field(default=6.0, metadata=check(positive))
+    # Seconds the minimal guard refuses Redis calls after a failure (until the
+    # breakers plugin replaces it with the `redis` breaker).
+    retry_after: float = field(default=1.0, metadata=check(positive))
 
 
 class RedisService:
@@ -64,6 +68,9 @@ class RedisService:
         self.live_instances = 1
         self.last_error: str = ""
         self.last_ok: float | None = None
+        # Every Redis user asks this guard first; the breakers plugin swaps in
+        # the full `redis` breaker when it is enabled.
+        self.breaker: Guard = MinimalGuard("redis", open_seconds=settings.retry_after)
 
     @property
     def enabled(self) -> bool:
@@ -149,9 +156,15 @@ class RedisPlugin(BasePlugin):
             self.service.client = None
 
     async def _beat_once(self, instance: Instance) -> None:
+        # The heartbeat goes through the breaker like any call would: it is
+        # what notices an outage, and a recovery, when no request is asking.
+        breaker = self.service.breaker
+        if not breaker.allow():
+            return
         try:
             await self.service.beat(instance)
         except (RedisError, OSError) as exc:
+            breaker.record(False)
             if not self.service.last_error:
                 log.warning(
                     "redis unreachable (%s); keeping %d live instance(s) as last seen",
@@ -160,6 +173,7 @@ class RedisPlugin(BasePlugin):
                 )
             self.service.last_error = str(exc) or type(exc).__name__
         else:
+            breaker.record(True)
             if self.service.last_error:
                 log.info("redis reachable again; %d live instance(s)", self.service.live_instances)
             self.service.last_error = ""
@@ -188,4 +202,5 @@ class RedisPlugin(BasePlugin):
             "live_instances": s.live_instances,
             "last_error": s.last_error,
             "last_ok": s.last_ok,
+            "breaker": s.breaker.state,
         }

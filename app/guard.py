@@ -1,0 +1,80 @@
+"""How code calls a dependency through a circuit breaker, and the minimal breaker.
+
+Every dependency (`redis`, `amqp`, `shard.<n>`, `upstream.<name>`) is reached
+through a `Guard`: ask `allow()` before the call (False: refused, do not call;
+`retry_after()` says for how long), then report the outcome with `record()`.
+What counts as a failure is decided by the caller, per use — a Redis timeout
+is one, a 404 from an upstream never is.
+
+`MinimalGuard` is the open/closed guard that the `redis` plugin uses until the
+breakers plugin is enabled and replaces it with a full breaker under the same
+interface: after `failures_to_open` consecutive failures it refuses calls for
+`open_seconds`, then lets calls through again and closes on the first success.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal, Protocol
+
+GuardState = Literal["closed", "open", "half_open", "forced_open", "disabled"]
+
+
+class Guard(Protocol):
+    name: str
+
+    @property
+    def state(self) -> GuardState: ...
+
+    def allow(self) -> bool:
+        """May a call go ahead now? A True must be followed by exactly one `record()`."""
+        ...
+
+    def record(self, ok: bool, seconds: float = 0.0) -> None:
+        """The outcome of an allowed call and how long it took."""
+        ...
+
+    def retry_after(self) -> float:
+        """Seconds until a refused caller may try again (0 when not refusing)."""
+        ...
+
+
+class MinimalGuard:
+    """Open after consecutive failures, closed again by the first success."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failures_to_open: int = 1,
+        open_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.failures_to_open = failures_to_open
+        self.open_seconds = open_seconds
+        self._clock = clock
+        self._failures = 0
+        self._open_until = 0.0
+
+    @property
+    def state(self) -> GuardState:
+        if self._failures < self.failures_to_open:
+            return "closed"
+        return "open" if self._clock() < self._open_until else "half_open"
+
+    def allow(self) -> bool:
+        return self.state != "open"
+
+    def record(self, ok: bool, seconds: float = 0.0) -> None:
+        if ok:
+            self._failures = 0
+            self._open_until = 0.0
+            return
+        self._failures += 1
+        if self._failures >= self.failures_to_open:
+            self._open_until = self._clock() + self.open_seconds
+
+    def retry_after(self) -> float:
+        return max(0.0, self._open_until - self._clock()) if self.state == "open" else 0.0
