@@ -8,15 +8,20 @@ laptop it is skipped with a message saying what to start.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
 from app.config import Config, load_config
+
+if TYPE_CHECKING:
+    from tests.private_redis import PrivateRedis
 
 REPO = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("KEEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -82,6 +87,20 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own, to pause (SIGSTOP) and resume at will."""
+    from tests.private_redis import PrivateRedis
+
+    if shutil.which("redis-server") is None:
+        service_missing("the redis-server binary (Debian package redis-server)")
+    server = PrivateRedis(tmp_path, free_port())
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 PG_ADMIN_URL = os.environ.get("KEEL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
