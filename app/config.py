@@ -34,7 +34,7 @@ T = TypeVar("T")
 ENV_PREFIX = "KEEL_"
 CONFIG_ENV = "KEEL_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
-DEFAULT_PLUGINS = ("metrics", "redis", "sharding")
+DEFAULT_PLUGINS = ("metrics", "redis", "sharding", "cache")
 
 
 def _networks(values: tuple[str, ...]) -> str | None:

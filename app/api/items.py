@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from app.api.json_body import read_json
+from app.cache.cache import CACHE, CACHE_STATUS
 from app.errors import BadRequest, Invalid, NotFound, PreconditionFailed, Unavailable
 from app.items.model import (
     ID_PATTERN,
@@ -34,8 +35,12 @@ ITEMS = web.AppKey("keel.items", ItemStore)
 _DIGITS = re.compile(r"[0-9]{1,4}")  # ASCII only: str.isdigit() accepts "²"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-# Until the cache plugin reads through here, every read goes to the shard.
-NO_CACHE = "keel; fwd=bypass"
+# Without the cache plugin every read goes to the shard.
+NO_CACHE = CACHE_STATUS["bypass"]
+
+
+def item_cache_key(item_id: str) -> str:
+    return f"item:{item_id}"
 
 
 @contextmanager
@@ -86,17 +91,23 @@ async def create_item(request: web.Request) -> web.Response:
 
 async def get_item(request: web.Request) -> web.Response:
     item_id = _item_id(request)
+    store = request.app[ITEMS]
+    cache = request.app.get(CACHE)
     with shard_errors():
-        item = await request.app[ITEMS].get(item_id)
+        if cache is None:
+            item, cache_status = await store.get(item_id), NO_CACHE
+        else:
+            lookup = await cache.get_or_load(item_cache_key(item_id), lambda: store.get(item_id))
+            item, cache_status = lookup.value, CACHE_STATUS[lookup.status]
     if item is None:
-        raise NotFound(f"no item {item_id}")
+        raise NotFound(f"no item {item_id}", headers={"Cache-Status": cache_status})
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match is not None and etag_matches(if_none_match, item["version"]):
         response = web.Response(status=304)
         response.headers["ETag"] = etag(item["version"])
     else:
         response = _item_response(item)
-    response.headers["Cache-Status"] = NO_CACHE
+    response.headers["Cache-Status"] = cache_status
     return response
 
 

@@ -46,6 +46,7 @@ BUILTIN: dict[str, str] = {
     "metrics": "app.plugins.metrics:MetricsPlugin",
     "redis": "app.plugins.redis:RedisPlugin",
     "sharding": "app.plugins.sharding:ShardingPlugin",
+    "cache": "app.plugins.cache:CachePlugin",
 }
 
 ReadinessStatus = Literal["ok", "degraded", "down"]

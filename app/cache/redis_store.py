@@ -1,0 +1,122 @@
+"""The Redis backend: values shared by every instance, each operation one round trip.
+
+Keys: `<prefix>cache:<key>` holds `<epoch>|<value>`, `<prefix>cache-lease:<key>`
+the lease token, `<prefix>cache-epoch` a counter. The lease and fill steps are
+Lua scripts (atomic, called by SHA after the first use).
+
+The epoch closes the gap a partition leaves: an instance that lost touch with
+Redis may have missed invalidations, so on recovery it increments the epoch and
+from then on treats values stored under an older epoch as missing (it reloads
+and overwrites them). Other instances keep trusting them unless they saw the
+outage too; the invalidations the cut-off instance could not deliver are
+replayed by it before it uses the cache again (see `Cache`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+
+from app.cache.backend import CacheBackend
+
+_LEASE = """
+local v = redis.call('GET', KEYS[1])
+if v then
+  local sep = string.find(v, '|', 1, true)
+  if sep and tonumber(string.sub(v, 1, sep - 1)) >= tonumber(ARGV[3]) then
+    return v
+  end
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+return 0
+"""
+
+_FILL = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], (redis.call('GET', KEYS[3]) or '0') .. '|' .. ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+_SET = """
+redis.call('SET', KEYS[1], (redis.call('GET', KEYS[3]) or '0') .. '|' .. ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class RedisBackend(CacheBackend):
+    name = "redis"
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self._values = prefix + "cache:"
+        self._leases = prefix + "cache-lease:"
+        self._epoch_key = prefix + "cache-epoch"
+        self.min_epoch = 0
+        self._lease = client.register_script(_LEASE)
+        self._fill = client.register_script(_FILL)
+        self._set = client.register_script(_SET)
+
+    def _trusted(self, raw: bytes) -> bytes | None:
+        epoch, sep, value = raw.partition(b"|")
+        if not sep or not epoch.isdigit() or int(epoch) < self.min_epoch:
+            return None
+        return value
+
+    async def get(self, key: str) -> bytes | None:
+        raw = await self.client.get(self._values + key)
+        if raw is None:
+            return None
+        assert isinstance(raw, bytes)  # the client is made with decode_responses=False
+        return self._trusted(raw)
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        await self._set(
+            keys=[self._values + key, self._leases + key, self._epoch_key], args=[value, _ms(ttl)]
+        )
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self.client.delete(
+                *[self._values + k for k in keys], *[self._leases + k for k in keys]
+            )
+
+    async def lease(self, key: str, token: str, lease_ttl: float) -> bytes | bool:
+        result: bytes | int = await self._lease(
+            keys=[self._values + key, self._leases + key],
+            args=[token, _ms(lease_ttl), self.min_epoch],
+        )
+        if isinstance(result, bytes):
+            return self._trusted(result) or False
+        return result == 1
+
+    async def fill(self, key: str, token: str, value: bytes, ttl: float) -> bool:
+        stored = await self._fill(
+            keys=[self._values + key, self._leases + key, self._epoch_key],
+            args=[token, value, _ms(ttl)],
+        )
+        return bool(stored == 1)
+
+    async def distrust_older(self) -> None:
+        self.min_epoch = int(await self.client.incr(self._epoch_key))
+
+    async def clear(self) -> None:
+        for pattern in (self._values + "*", self._leases + "*"):
+            batch: list[bytes] = []
+            async for key in self.client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    await self.client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                await self.client.unlink(*batch)

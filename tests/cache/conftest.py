@@ -1,0 +1,54 @@
+"""Cache backends for the contract suite: the in-process LRU and the machine's Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from app.cache.backend import CacheBackend
+from app.cache.memory import MemoryBackend
+from app.cache.redis_store import RedisBackend
+
+
+class Clock:
+    """An injected monotonic clock that tests move by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+RemainingTtl = Callable[[str], "float | None"]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[CacheBackend]:
+    if request.param == "memory":
+        yield MemoryBackend(100, clock=clock)
+        return
+    url: str = request.getfixturevalue("redis_url")
+    prefix: str = request.getfixturevalue("redis_prefix")
+    client = aioredis.Redis.from_url(url)
+    try:
+        yield RedisBackend(client, prefix)
+    finally:
+        await client.aclose()
+
+
+async def remaining_ttl(backend: CacheBackend, key: str) -> float | None:
+    """Seconds the entry has left, read from the store itself (no sleeping)."""
+    if isinstance(backend, MemoryBackend):
+        entry = backend._values.get(key)
+        return None if entry is None else entry[0] - backend._clock()
+    assert isinstance(backend, RedisBackend)
+    ms = await backend.client.pttl(backend._values + key)
+    return None if ms < 0 else ms / 1000

@@ -1,0 +1,120 @@
+"""Two instances sharing one Redis and one set of PostgreSQL shards.
+
+A write on one instance is never read stale on the other; a cold key is loaded
+once across both; and a Redis partition (a private redis-server stopped with
+SIGSTOP, then resumed) costs no errors and leaves no stale value behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app.cache.cache import CACHE
+from app.plugins.metrics import METRICS
+from tests.items.conftest import StartApp, empty_items
+from tests.private_redis import PrivateRedis
+
+LAMP = {"name": "lamp", "price": 1.0, "tags": []}
+CACHED = '["metrics", "redis", "sharding", "cache"]'
+
+
+@pytest.fixture
+async def pair_on(shared_pg_shards: list[str], start_app: StartApp) -> Any:
+    await empty_items(shared_pg_shards)
+
+    async def start(redis_url: str, prefix: str, **env: str) -> tuple[TestClient, TestClient]:
+        settings = {
+            "PLUGINS__ENABLED": CACHED,
+            "REDIS__URL": redis_url,
+            "REDIS__KEY_PREFIX": prefix,
+            **env,
+        }
+        first = await start_app(shared_pg_shards, **settings)
+        second = await start_app(shared_pg_shards, **settings)
+        return first, second
+
+    return start
+
+
+def shard_queries(*clients: TestClient) -> float:
+    total = 0.0
+    for client in clients:
+        registry = client.app[METRICS].registry
+        total += sum(
+            registry.get_sample_value("keel_shard_queries_total", {"shard": f"shard.{n}"}) or 0
+            for n in range(3)
+        )
+    return total
+
+
+async def read(client: TestClient, item_id: str) -> tuple[int, str, Any]:
+    response = await client.get(f"/api/items/{item_id}")
+    return response.status, response.headers.get("Cache-Status", ""), await response.json()
+
+
+async def test_a_write_on_one_instance_is_never_read_stale_on_the_other(
+    pair_on: Any, redis_url: str, redis_prefix: str
+) -> None:
+    a, b = await pair_on(redis_url, redis_prefix)
+    created = await (await a.post("/api/items", json=LAMP)).json()
+    item_id = created["id"]
+    for version in range(2, 22):
+        status, _, body = await read(b, item_id)  # b's reads fill the shared cache
+        assert (status, body["version"]) == (200, version - 1)
+        assert (await read(b, item_id))[1] == "keel; hit"
+        put = await a.put(f"/api/items/{item_id}", json={**LAMP, "price": version})
+        assert put.status == 200
+        status, _, body = await read(b, item_id)
+        assert (status, body["version"], body["price"]) == (200, version, version)
+
+
+async def test_a_cold_key_is_loaded_once_across_instances(
+    pair_on: Any, redis_url: str, redis_prefix: str
+) -> None:
+    a, b = await pair_on(redis_url, redis_prefix)
+    created = await (await a.post("/api/items", json=LAMP)).json()
+    await a.app[CACHE].delete(f"item:{created['id']}")
+    before = shard_queries(a, b)
+    answers = await asyncio.gather(
+        *(read(client, created["id"]) for _ in range(25) for client in (a, b))
+    )
+    assert shard_queries(a, b) - before == 1
+    assert all(status == 200 and body == created for status, _, body in answers)
+
+
+async def test_a_partition_costs_no_errors_and_leaves_nothing_stale(
+    pair_on: Any, private_redis: PrivateRedis
+) -> None:
+    a, b = await pair_on(private_redis.url, "keel-partition:", REDIS__SOCKET_TIMEOUT="0.1")
+    created = await (await a.post("/api/items", json=LAMP)).json()
+    item_id = created["id"]
+    await read(a, item_id)
+    assert (await read(b, item_id))[1] == "keel; hit"  # version 1 is in Redis
+
+    private_redis.pause()
+    status, cache_status, body = await read(a, item_id)  # times out on Redis: bypass
+    assert (status, cache_status, body["version"]) == (200, "keel; fwd=bypass", 1)
+    put = await a.put(f"/api/items/{item_id}", json={**LAMP, "price": 2.0})
+    assert put.status == 200  # the write succeeds; its invalidation is remembered
+    assert a.app[CACHE].pending == {f"item:{item_id}"}
+    for client in (a, b):
+        status, cache_status, body = await read(client, item_id)
+        assert (status, cache_status, body["version"]) == (200, "keel; fwd=bypass", 2)
+
+    private_redis.resume()
+    seen_hit = {"a": False, "b": False}
+    deadline = time.monotonic() + 10
+    while not all(seen_hit.values()):
+        assert time.monotonic() < deadline, f"the cache did not recover: {seen_hit}"
+        for name, client in (("a", a), ("b", b)):
+            status, cache_status, body = await read(client, item_id)
+            assert status == 200
+            assert body["version"] == 2, f"{name} served the stale version ({cache_status})"
+            seen_hit[name] = seen_hit[name] or cache_status == "keel; hit"
+        await asyncio.sleep(0.02)
+    assert a.app[CACHE].pending == set()
