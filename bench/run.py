@@ -70,6 +70,8 @@ class Scenario:
     # Items created over HTTP before measuring; with random_item, wrk GETs them at random.
     seed_items: int = 0
     random_item: bool = False
+    # Report Redis commands and round trips per request (from Keel's /metrics).
+    count_redis: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class WrkResult:
     p99_ms: float
     non_2xx: int
     socket_errors: int
+    requests: int = 0
+    redis_per_request: float | None = None
+    round_trips_per_request: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class Result:
     target: float | None
     non_2xx: int
     socket_errors: int
+    redis_per_request: float | None = None
+    round_trips_per_request: float | None = None
 
 
 def keel_scenario(name: str, work_dir: Path, path: str, **kwargs: object) -> Scenario:
@@ -104,10 +111,19 @@ def keel_scenario(name: str, work_dir: Path, path: str, **kwargs: object) -> Sce
     return Scenario(name=name, command=command, path=path, env=env, **kwargs)  # type: ignore[arg-type]
 
 
-def scenarios(work_dir: Path, pg_shards: Sequence[str]) -> list[Scenario]:
+# The bench starts a redis-server of its own (on wrk's core: Redis is another
+# machine in production, and never Keel's core here), so that the commands it
+# counts per request are Keel's alone.
+REDIS_PORT = int(os.environ.get("KEEL_BENCH_REDIS_PORT", "0")) or None
+# The storage scenarios measure the shards: no cache in front of them.
+UNCACHED = {"KEEL_PLUGINS__ENABLED": '["metrics", "redis", "sharding"]'}
+
+
+def scenarios(work_dir: Path, pg_shards: Sequence[str], redis_url: str) -> list[Scenario]:
     """Every scenario, ``bare`` first. ``work_dir`` holds per-run state."""
     python = sys.executable
     pg = {"KEEL_SHARDING__SHARDS": json.dumps(list(pg_shards))}
+    with_redis = {"KEEL_REDIS__URL": redis_url, "KEEL_REDIS__KEY_PREFIX": "keel-bench:"}
     return [
         Scenario(
             name=BASELINE,
@@ -127,13 +143,43 @@ def scenarios(work_dir: Path, pg_shards: Sequence[str]) -> list[Scenario]:
             target=0.75,
         ),
         keel_scenario(
-            "items-get-sqlite", work_dir, "/api/items", seed_items=1000, random_item=True
+            "items-cached-memory", work_dir, "/api/items", seed_items=1000, random_item=True
         ),
         keel_scenario(
-            "items-get-pg", work_dir, "/api/items", seed_items=1000, random_item=True, env=pg
+            "items-cached-redis",
+            work_dir,
+            "/api/items",
+            seed_items=1000,
+            random_item=True,
+            env=with_redis,
+            count_redis=True,
         ),
-        keel_scenario("items-list-sqlite", work_dir, "/api/items?limit=50", seed_items=1000),
-        keel_scenario("items-list-pg", work_dir, "/api/items?limit=50", seed_items=1000, env=pg),
+        keel_scenario(
+            "items-get-sqlite",
+            work_dir,
+            "/api/items",
+            seed_items=1000,
+            random_item=True,
+            env=UNCACHED,
+        ),
+        keel_scenario(
+            "items-get-pg",
+            work_dir,
+            "/api/items",
+            seed_items=1000,
+            random_item=True,
+            env={**UNCACHED, **pg},
+        ),
+        keel_scenario(
+            "items-list-sqlite", work_dir, "/api/items?limit=50", seed_items=1000, env=UNCACHED
+        ),
+        keel_scenario(
+            "items-list-pg",
+            work_dir,
+            "/api/items?limit=50",
+            seed_items=1000,
+            env={**UNCACHED, **pg},
+        ),
     ]
 
 
@@ -234,6 +280,7 @@ def running_server(scenario: Scenario, log: Path) -> Iterator[int]:
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 _P99 = re.compile(r"^\s*99(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
 _RPS = re.compile(r"^Requests/sec:\s+([\d.]+)\s*$", re.MULTILINE)
+_TOTAL = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 
@@ -246,11 +293,13 @@ def parse_wrk(output: str) -> WrkResult:
         raise ValueError("no Requests/sec or 99% latency line in wrk output")
     non_2xx = _NON_2XX.search(output)
     socket_errors = _SOCKET_ERRORS.search(output)
+    total = _TOTAL.search(output)
     return WrkResult(
         requests_per_sec=float(rps.group(1)),
         p99_ms=float(p99.group(1)) * _UNIT_MS[p99.group(2)],
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(map(int, socket_errors.groups())) if socket_errors else 0,
+        requests=int(total.group(1)) if total else 0,
     )
 
 
@@ -296,6 +345,21 @@ def seed(port: int, count: int) -> list[str]:
     return ids
 
 
+_REDIS_COUNTS = re.compile(r"^keel_redis_(commands|pipelines)_total ([\d.e+]+)$", re.MULTILINE)
+
+
+def redis_counts(port: int) -> tuple[float, float]:
+    """Keel's request-path Redis commands and pipelines (round trips) so far."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    found = dict(_REDIS_COUNTS.findall(text))
+    return float(found.get("commands", 0)), float(found.get("pipelines", 0))
+
+
 def random_item_script(ids: Sequence[str], path: Path) -> Path:
     """A wrk script that GETs a random one of ``ids`` per request."""
     listed = ",".join(f'"{i}"' for i in ids)
@@ -321,10 +385,23 @@ def measure(scenario: Scenario, log: Path, duration: int, connections: int) -> W
         print(f"{scenario.name}: warming up {WARMUP_SECONDS} s", flush=True)
         wrk(scenario, port, WARMUP_SECONDS, connections)
         print(f"{scenario.name}: measuring {duration} s", flush=True)
+        before = redis_counts(port) if scenario.count_redis else (0, 0)
         result = wrk(scenario, port, duration, connections)
+        if scenario.count_redis and result.requests:
+            after = redis_counts(port)
+            result = replace(
+                result,
+                redis_per_request=(after[0] - before[0]) / result.requests,
+                round_trips_per_request=(after[1] - before[1]) / result.requests,
+            )
     if result.socket_errors:
         print(f"{scenario.name}: warning: {result.socket_errors} socket errors", flush=True)
     return result
+
+
+def median_or_none(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if len(present) == len(values) and present else None
 
 
 def compare(rounds: Sequence[Sequence[tuple[Scenario, WrkResult]]]) -> list[Result]:
@@ -349,6 +426,8 @@ def compare(rounds: Sequence[Sequence[tuple[Scenario, WrkResult]]]) -> list[Resu
                 target=scenario.target,
                 non_2xx=sum(r.non_2xx for r in runs),
                 socket_errors=sum(r.socket_errors for r in runs),
+                redis_per_request=median_or_none([r.redis_per_request for r in runs]),
+                round_trips_per_request=median_or_none([r.round_trips_per_request for r in runs]),
             )
         )
     return results
@@ -356,10 +435,16 @@ def compare(rounds: Sequence[Sequence[tuple[Scenario, WrkResult]]]) -> list[Resu
 
 def report(results: Sequence[Result]) -> str:
     width = max(len("scenario"), *(len(r.scenario) for r in results))
-    lines = [f"{'scenario':<{width}}  {'requests/s':>12}  {'p99 (ms)':>9}  {'vs bare':>7}"]
+    header = f"{'scenario':<{width}}  {'requests/s':>12}  {'p99 (ms)':>9}  {'vs bare':>7}"
+    lines = [header + f"  {'redis cmds/req':>14}  {'round trips/req':>15}"]
     for r in results:
         rps = f"{r.requests_per_sec:,.1f}"
-        lines.append(f"{r.scenario:<{width}}  {rps:>12}  {r.p99_ms:>9.2f}  {r.ratio:>7.2f}")
+        cmds = f"{r.redis_per_request:.2f}" if r.redis_per_request is not None else "-"
+        trips = f"{r.round_trips_per_request:.3f}" if r.round_trips_per_request is not None else "-"
+        lines.append(
+            f"{r.scenario:<{width}}  {rps:>12}  {r.p99_ms:>9.2f}  {r.ratio:>7.2f}"
+            f"  {cmds:>14}  {trips:>15}"
+        )
     verdicts = [verdict(r, r.target) for r in results if r.target is not None]
     return "\n".join([*lines, "", *verdicts] if verdicts else lines)
 
@@ -421,6 +506,30 @@ PG_SERVER = os.environ.get("KEEL_BENCH_PG", "postgresql://postgres@127.0.0.1:543
 
 
 @contextlib.contextmanager
+def redis_server(port: int) -> Iterator[None]:
+    """A throwaway redis-server on ``port``, pinned to wrk's core, nothing kept on disk."""
+    with tempfile.TemporaryDirectory(prefix="keel-bench-redis-") as workdir:
+        command = ["taskset", "-c", str(WRK_CORE), "redis-server", "--port", str(port)]
+        command += ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir]
+        try:
+            proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except FileNotFoundError as exc:
+            raise BenchError("redis-server is not installed (Debian package redis-server)") from exc
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                    break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError(f"redis-server did not start on port {port}")
+                time.sleep(0.05)
+            yield
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+@contextlib.contextmanager
 def postgres_databases(names: Sequence[str]) -> Iterator[None]:
     """Create the bench's PostgreSQL shard databases; drop them afterwards."""
 
@@ -445,16 +554,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     pg_names = [f"keel_bench_{os.getpid()}_{i}" for i in range(3)]
     with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:
         work_dir = Path(tmp)
+        redis_port = REDIS_PORT or free_port()
         try:
             pg_shards = [f"{PG_SERVER}/{name}" for name in pg_names]
-            selected = select(scenarios(work_dir, pg_shards), args.only)
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            selected = select(scenarios(work_dir, pg_shards, redis_url), args.only)
         except ValueError as exc:
             print(f"bench: error: {exc}", file=sys.stderr)
             return 2
         needs_pg = any("KEEL_SHARDING__SHARDS" in s.env for s in selected)
+        needs_redis = any("KEEL_REDIS__URL" in s.env for s in selected)
         try:
             check_cores()
-            with postgres_databases(pg_names if needs_pg else ()):
+            with (
+                postgres_databases(pg_names if needs_pg else ()),
+                redis_server(redis_port) if needs_redis else contextlib.nullcontext(),
+            ):
                 results = run(selected, work_dir, args.duration, args.connections, args.rounds)
         except BenchError as exc:
             print(f"bench: error: {exc}", file=sys.stderr)

@@ -31,8 +31,8 @@ def test_requirements_come_first_whatever_the_configured_order() -> None:
 
 
 def test_independent_plugins_keep_the_configured_order() -> None:
-    assert names(["redis", "metrics"]) == ["redis", "metrics"]
-    assert names(["metrics", "redis"]) == ["metrics", "redis"]
+    assert names(["redis", "sharding"]) == ["redis", "sharding"]
+    assert names(["sharding", "redis"]) == ["sharding", "redis"]
 
 
 def test_optional_dependency_orders_only_when_enabled() -> None:

@@ -208,6 +208,13 @@ _ID_PARAM = {
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
 }
 _ETAG = {"ETag": {"schema": {"type": "string"}, "description": "The item's version"}}
+_CACHE_STATUS = {
+    "Cache-Status": {
+        "schema": {"type": "string", "enum": list(CACHE_STATUS.values())},
+        "description": "RFC 9211: answered from the cache (hit), loaded from the shard "
+        "(fwd=miss), or the cache was unavailable (fwd=bypass)",
+    }
+}
 _ITEM_INPUT = {
     "type": "object",
     "required": ["name", "price"],
@@ -290,9 +297,15 @@ OPENAPI_PATHS: dict[str, Any] = {
             "tags": ["items"],
             "parameters": [{"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
             "responses": {
-                "200": _item_ok("The item; Cache-Status tells whether a cache answered"),
-                "304": {"description": "Not modified (If-None-Match)"},
-                "404": error_response("No such item"),
+                "200": {
+                    **_item_ok("The item; Cache-Status tells whether the cache answered"),
+                    "headers": {**_ETAG, **_CACHE_STATUS},
+                },
+                "304": {"description": "Not modified (If-None-Match)", "headers": _CACHE_STATUS},
+                "404": {
+                    **error_response("No such item (cached for negative_ttl)"),
+                    "headers": _CACHE_STATUS,
+                },
                 "422": error_response("Invalid id"),
                 "503": _UNAVAILABLE,
             },

@@ -14,11 +14,13 @@ replayed by it before it uses the cache again (see `Cache`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
 from app.cache.backend import CacheBackend
+from app.redis_batch import RedisBatcher
 
 _LEASE = """
 local v = redis.call('GET', KEYS[1])
@@ -50,6 +52,12 @@ return 1
 """
 
 
+class _Script:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -57,15 +65,21 @@ def _ms(seconds: float) -> int:
 class RedisBackend(CacheBackend):
     name = "redis"
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, batch: RedisBatcher | None = None
+    ) -> None:
         self.client = client
+        self.batch = batch or RedisBatcher(client)
         self._values = prefix + "cache:"
         self._leases = prefix + "cache-lease:"
         self._epoch_key = prefix + "cache-epoch"
         self.min_epoch = 0
-        self._lease = client.register_script(_LEASE)
-        self._fill = client.register_script(_FILL)
-        self._set = client.register_script(_SET)
+        self._lease = _Script(_LEASE)
+        self._fill = _Script(_FILL)
+        self._set = _Script(_SET)
+
+    async def _run(self, script: _Script, keys: Sequence[str], args: Sequence[object]) -> object:
+        return await self.batch.evalsha(script.sha, script.source, keys, args)
 
     def _trusted(self, raw: bytes) -> bytes | None:
         epoch, sep, value = raw.partition(b"|")
@@ -74,41 +88,43 @@ class RedisBackend(CacheBackend):
         return value
 
     async def get(self, key: str) -> bytes | None:
-        raw = await self.client.get(self._values + key)
+        raw = await self.batch.execute("GET", self._values + key)
         if raw is None:
             return None
         assert isinstance(raw, bytes)  # the client is made with decode_responses=False
         return self._trusted(raw)
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
-        await self._set(
-            keys=[self._values + key, self._leases + key, self._epoch_key], args=[value, _ms(ttl)]
+        await self._run(
+            self._set, [self._values + key, self._leases + key, self._epoch_key], [value, _ms(ttl)]
         )
 
     async def delete(self, keys: Sequence[str]) -> None:
         if keys:
-            await self.client.delete(
-                *[self._values + k for k in keys], *[self._leases + k for k in keys]
+            await self.batch.execute(
+                "DEL", *[self._values + k for k in keys], *[self._leases + k for k in keys]
             )
 
     async def lease(self, key: str, token: str, lease_ttl: float) -> bytes | bool:
-        result: bytes | int = await self._lease(
-            keys=[self._values + key, self._leases + key],
-            args=[token, _ms(lease_ttl), self.min_epoch],
+        result = await self._run(
+            self._lease,
+            [self._values + key, self._leases + key],
+            [token, _ms(lease_ttl), self.min_epoch],
         )
         if isinstance(result, bytes):
             return self._trusted(result) or False
         return result == 1
 
     async def fill(self, key: str, token: str, value: bytes, ttl: float) -> bool:
-        stored = await self._fill(
-            keys=[self._values + key, self._leases + key, self._epoch_key],
-            args=[token, value, _ms(ttl)],
+        stored = await self._run(
+            self._fill,
+            [self._values + key, self._leases + key, self._epoch_key],
+            [token, value, _ms(ttl)],
         )
         return bool(stored == 1)
 
     async def distrust_older(self) -> None:
-        self.min_epoch = int(await self.client.incr(self._epoch_key))
+        self.min_epoch = int(await self.batch.execute("INCR", self._epoch_key))
 
     async def clear(self) -> None:
         for pattern in (self._values + "*", self._leases + "*"):

@@ -95,7 +95,7 @@ class CachePlugin(BasePlugin):
             return
         redis = app[REDIS]
         assert redis.client is not None
-        self.cache.backend = RedisBackend(redis.client, redis.settings.key_prefix)
+        self.cache.backend = RedisBackend(redis.client, redis.settings.key_prefix, redis.batch)
         healing = asyncio.create_task(self._heal_loop(), name="keel.cache.heal")
         try:
             yield

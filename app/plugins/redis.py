@@ -19,12 +19,13 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, Metric
 from redis.exceptions import RedisError
 
 from app.config import Config
@@ -32,6 +33,8 @@ from app.config_schema import SecretUrl, check, positive
 from app.guard import Guard, MinimalGuard
 from app.lifecycle import LIFECYCLE, Instance
 from app.plugins import READY, BasePlugin, Readiness
+from app.plugins.metrics import METRICS
+from app.redis_batch import RedisBatcher
 
 log = logging.getLogger("keel.redis")
 
@@ -65,6 +68,9 @@ class RedisService:
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
         self.client: aioredis.Redis | None = None
+        # Request-path calls (rate limits, cache) go through the batcher: the
+        # commands of one event-loop turn share one pipeline round trip.
+        self.batch: RedisBatcher | None = None
         self.live_instances = 1
         self.last_error: str = ""
         self.last_ok: float | None = None
@@ -82,14 +88,18 @@ class RedisService:
 
     def _open(self) -> aioredis.Redis:
         s = self.settings
-        return aioredis.Redis.from_url(
+        # A blocking pool: a burst beyond max_connections waits (up to the socket
+        # timeout) for a free connection instead of failing the call.
+        pool = aioredis.BlockingConnectionPool.from_url(
             s.url.reveal(),
             socket_timeout=s.socket_timeout,
             socket_connect_timeout=s.connect_timeout,
             max_connections=s.max_connections,
+            timeout=s.socket_timeout,
             health_check_interval=30,
             decode_responses=False,
         )
+        return aioredis.Redis.from_pool(pool)  # the client owns (and closes) the pool
 
     async def beat(self, instance: Instance) -> int:
         """Score this instance now, drop the stale ones and return how many are live."""
@@ -124,8 +134,28 @@ class RedisService:
 REDIS = web.AppKey("keel.redis", RedisService)
 
 
+class BatchCollector:
+    """Commands sent on the request path and the pipelines (round trips) that carried them."""
+
+    def __init__(self, service: RedisService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        batch = self.service.batch
+        commands, pipelines = (batch.commands, batch.batches) if batch else (0, 0)
+        yield CounterMetricFamily(
+            "keel_redis_commands", "Redis commands sent on the request path.", value=commands
+        )
+        yield CounterMetricFamily(
+            "keel_redis_pipelines",
+            "Round trips that carried them (commands of one event-loop turn share one).",
+            value=pipelines,
+        )
+
+
 class RedisPlugin(BasePlugin):
     name = "redis"
+    optional = ("metrics",)
     settings = RedisSettings
 
     def __init__(self, config: Config) -> None:
@@ -134,6 +164,9 @@ class RedisPlugin(BasePlugin):
 
     def setup(self, app: web.Application) -> None:
         app[REDIS] = self.service
+        metrics = app.get(METRICS)
+        if metrics is not None and self.service.enabled:
+            metrics.registry.register(BatchCollector(self.service))
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
@@ -142,6 +175,7 @@ class RedisPlugin(BasePlugin):
             return
         instance = app[LIFECYCLE].instance
         self.service.client = self.service._open()
+        self.service.batch = RedisBatcher(self.service.client)
         await self._beat_once(instance)  # an outage at startup degrades; it does not stop us
         beating = asyncio.create_task(self._heartbeat(instance), name="keel.redis.heartbeat")
         try:
@@ -152,8 +186,11 @@ class RedisPlugin(BasePlugin):
                 await beating
             with contextlib.suppress(RedisError, OSError):
                 await self.service.leave(instance)
+            assert self.service.batch is not None
+            await self.service.batch.aclose()
             await self.service.client.aclose()
             self.service.client = None
+            self.service.batch = None
 
     async def _beat_once(self, instance: Instance) -> None:
         # The heartbeat goes through the breaker like any call would: it is
@@ -203,4 +240,6 @@ class RedisPlugin(BasePlugin):
             "last_error": s.last_error,
             "last_ok": s.last_ok,
             "breaker": s.breaker.state,
+            "commands": s.batch.commands if s.batch else 0,
+            "pipelines": s.batch.batches if s.batch else 0,
         }
