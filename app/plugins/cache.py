@@ -9,7 +9,6 @@ delete invalidates the item before the response is sent.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from app.cache.redis_store import RedisBackend
 from app.config import Config
 from app.config_schema import check, not_negative, positive
 from app.items.model import ItemEvent
+from app.periodic import periodic
 from app.plugins import READY, BasePlugin, Readiness
 from app.plugins.metrics import METRICS
 from app.plugins.redis import REDIS
@@ -96,20 +96,13 @@ class CachePlugin(BasePlugin):
         redis = app[REDIS]
         assert redis.client is not None
         self.cache.backend = RedisBackend(redis.client, redis.settings.key_prefix, redis.batch)
-        healing = asyncio.create_task(self._heal_loop(), name="keel.cache.heal")
-        try:
+        # Recover without waiting for a request: replay what a partition left undelivered.
+        async with periodic("keel.cache.heal", lambda: HEAL_INTERVAL, self._heal):
             yield
-        finally:
-            healing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await healing
 
-    async def _heal_loop(self) -> None:
-        """Recover without waiting for a request: replay what a partition left undelivered."""
-        while True:
-            await asyncio.sleep(HEAL_INTERVAL)
-            if not self.cache.usable:
-                await self.cache.heal()
+    async def _heal(self) -> None:
+        if not self.cache.usable:
+            await self.cache.heal()
 
     async def readiness(self) -> Readiness:
         if self.cache.usable:

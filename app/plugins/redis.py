@@ -14,7 +14,6 @@ and reads the count. Under an outage the last count seen is kept.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -32,6 +31,7 @@ from app.config import Config
 from app.config_schema import SecretUrl, check, positive
 from app.guard import Guard, MinimalGuard
 from app.lifecycle import LIFECYCLE, Instance
+from app.periodic import periodic
 from app.plugins import READY, BasePlugin, Readiness
 from app.plugins.metrics import METRICS
 from app.redis_batch import RedisBatcher
@@ -177,13 +177,15 @@ class RedisPlugin(BasePlugin):
         self.service.client = self.service._open()
         self.service.batch = RedisBatcher(self.service.client)
         await self._beat_once(instance)  # an outage at startup degrades; it does not stop us
-        beating = asyncio.create_task(self._heartbeat(instance), name="keel.redis.heartbeat")
+        heartbeat = periodic(
+            "keel.redis.heartbeat",
+            lambda: self.service.settings.heartbeat_interval,
+            lambda: self._beat_once(instance),
+        )
         try:
-            yield
+            async with heartbeat:
+                yield
         finally:
-            beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beating
             with contextlib.suppress(RedisError, OSError):
                 await self.service.leave(instance)
             assert self.service.batch is not None
@@ -215,11 +217,6 @@ class RedisPlugin(BasePlugin):
                 log.info("redis reachable again; %d live instance(s)", self.service.live_instances)
             self.service.last_error = ""
             self.service.last_ok = time.time()
-
-    async def _heartbeat(self, instance: Instance) -> None:
-        while True:
-            await asyncio.sleep(self.service.settings.heartbeat_interval)
-            await self._beat_once(instance)
 
     async def readiness(self) -> Readiness:
         if not self.service.enabled:
