@@ -155,6 +155,15 @@ def scenarios(work_dir: Path, pg_shards: Sequence[str], redis_url: str) -> list[
             count_redis=True,
         ),
         keel_scenario(
+            "items-cached-redis-local",
+            work_dir,
+            "/api/items",
+            seed_items=1000,
+            random_item=True,
+            env={**with_redis, "KEEL_CACHE__LOCAL_TTL": "30"},
+            count_redis=True,
+        ),
+        keel_scenario(
             "items-get-sqlite",
             work_dir,
             "/api/items",

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from app.api.items import ITEMS, item_cache_key
 from app.cache.cache import CACHE, Cache, CacheMetrics, CacheTimes
 from app.cache.memory import MemoryBackend
+from app.cache.near import NearCacheBackend
 from app.cache.redis_store import RedisBackend
 from app.config import Config
 from app.config_schema import check, not_negative, positive
@@ -45,6 +46,8 @@ class CacheSettings:
     lease_seconds: float = field(default=2.0, metadata=check(positive))
     wait_seconds: float = field(default=0.2, metadata=check(not_negative))
     max_pending_invalidations: int = field(default=10_000, metadata=check(positive))
+    # With Redis: seconds an entry may also be kept in process memory (0 = no such tier).
+    local_ttl: float = field(default=0.0, metadata=check(not_negative))
 
 
 def _times(settings: CacheSettings) -> CacheTimes:
@@ -95,9 +98,20 @@ class CachePlugin(BasePlugin):
             return
         redis = app[REDIS]
         assert redis.client is not None
-        self.cache.backend = RedisBackend(redis.client, redis.settings.key_prefix, redis.batch)
-        # Recover without waiting for a request: replay what a partition left undelivered.
-        async with periodic("keel.cache.heal", lambda: HEAL_INTERVAL, self._heal):
+        remote = RedisBackend(redis.client, redis.settings.key_prefix, redis.batch)
+        async with contextlib.AsyncExitStack() as stack:
+            if self.options.local_ttl > 0:
+                near = NearCacheBackend(
+                    remote, MemoryBackend(self.options.max_entries), self.options.local_ttl
+                )
+                await stack.enter_async_context(near.listening_for_invalidations())
+                self.cache.backend = near
+            else:
+                self.cache.backend = remote
+            # Recover without waiting for a request: replay what a partition left undelivered.
+            await stack.enter_async_context(
+                periodic("keel.cache.heal", lambda: HEAL_INTERVAL, self._heal)
+            )
             yield
 
     async def _heal(self) -> None:

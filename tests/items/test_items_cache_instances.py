@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from app.cache.cache import CACHE
 from app.plugins.metrics import METRICS
+from app.plugins.redis import REDIS
 from tests.items.conftest import StartApp, empty_items
 from tests.private_redis import PrivateRedis
 
@@ -89,18 +90,63 @@ async def test_a_cold_key_is_loaded_once_across_instances(
     assert all(status == 200 and body == created for status, _, body in answers)
 
 
-async def test_a_partition_costs_no_errors_and_leaves_nothing_stale(
-    pair_on: Any, private_redis: PrivateRedis
+async def local_tiers_listening(*clients: TestClient) -> None:
+    async with asyncio.timeout(10):
+        while not all(c.app[CACHE].backend.listening for c in clients):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_the_local_tier_is_invalidated_on_every_instance_through_pubsub(
+    pair_on: Any, redis_url: str, redis_prefix: str
 ) -> None:
-    a, b = await pair_on(private_redis.url, "keel-partition:", REDIS__SOCKET_TIMEOUT="0.1")
+    a, b = await pair_on(redis_url, redis_prefix, CACHE__LOCAL_TTL="30")
+    await local_tiers_listening(a, b)
+    created = await (await a.post("/api/items", json=LAMP)).json()
+    item_id = created["id"]
+    key = f"item:{item_id}"
+    await read(b, item_id)
+    local = b.app[CACHE].backend.local
+    assert await local.get(key) is not None  # b now answers from its own memory
+    pipelines = b.app[REDIS].batch.batches
+    assert (await read(b, item_id))[1] == "keel; hit"
+    assert b.app[REDIS].batch.batches == pipelines  # without a Redis round trip
+
+    put = await a.put(f"/api/items/{item_id}", json={**LAMP, "price": 2.0})
+    started = time.monotonic()
+    assert put.status == 200
+    async with asyncio.timeout(5):
+        while await local.get(key) is not None:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+    print(f"invalidation reached the other instance after {time.monotonic() - started:.4f} s")
+    status, _, body = await read(b, item_id)
+    assert (status, body["version"]) == (200, 2)
+
+
+@pytest.mark.parametrize("local_ttl", ["0", "30"], ids=["redis", "redis+local"])
+async def test_a_partition_costs_no_errors_and_leaves_nothing_stale(
+    pair_on: Any, private_redis: PrivateRedis, local_ttl: str
+) -> None:
+    a, b = await pair_on(
+        private_redis.url,
+        "keel-partition:",
+        REDIS__SOCKET_TIMEOUT="0.1",
+        CACHE__LOCAL_TTL=local_ttl,
+    )
+    if local_ttl != "0":
+        await local_tiers_listening(a, b)
     created = await (await a.post("/api/items", json=LAMP)).json()
     item_id = created["id"]
     await read(a, item_id)
     assert (await read(b, item_id))[1] == "keel; hit"  # version 1 is in Redis
 
     private_redis.pause()
-    status, cache_status, body = await read(a, item_id)  # times out on Redis: bypass
-    assert (status, cache_status, body["version"]) == (200, "keel; fwd=bypass", 1)
+    for client in (a, b):  # until each notices: Redis times out, the local tier lapses
+        async with asyncio.timeout(10):
+            while True:
+                status, cache_status, body = await read(client, item_id)
+                assert (status, body["version"]) == (200, 1)
+                if cache_status == "keel; fwd=bypass":
+                    break
     put = await a.put(f"/api/items/{item_id}", json={**LAMP, "price": 2.0})
     assert put.status == 200  # the write succeeds; its invalidation is remembered
     assert a.app[CACHE].pending == {f"item:{item_id}"}
