@@ -2,7 +2,8 @@
 
 Every dependency (`redis`, `amqp`, `shard.<n>`, `upstream.<name>`) is reached
 through a `Guard`: ask `allow()` before the call (False: refused, do not call;
-`retry_after()` says for how long), then report the outcome with `record()`.
+`retry_after()` says for how long), then report the outcome with `record()` —
+or `release()` when the call ended with no outcome to judge (cancelled).
 What counts as a failure is decided by the caller, per use — a Redis timeout
 is one, a 404 from an upstream never is.
 
@@ -33,6 +34,11 @@ class Guard(Protocol):
 
     def record(self, ok: bool, seconds: float = 0.0) -> None:
         """The outcome of an allowed call and how long it took."""
+        ...
+
+    def release(self) -> None:
+        """Instead of `record()`: the call ended without an outcome to judge (cancelled,
+        or an error that says nothing about the dependency). Frees a half-open slot."""
         ...
 
     def retry_after(self) -> float:
@@ -75,6 +81,9 @@ class MinimalGuard:
         self._failures += 1
         if self._failures >= self.failures_to_open:
             self._open_until = self._clock() + self.open_seconds
+
+    def release(self) -> None:
+        """Nothing held: this guard does not limit concurrent trial calls."""
 
     def retry_after(self) -> float:
         return max(0.0, self._open_until - self._clock()) if self.state == "open" else 0.0

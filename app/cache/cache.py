@@ -151,6 +151,9 @@ class Cache:
                 log.warning("cache backend unreachable (%s); bypassing the cache", exc)
             self._dirty = True
             raise Bypass(failed=True) from exc
+        except BaseException:
+            guard.release()  # cancelled: no verdict on Redis, but free the permission
+            raise
         guard.record(True, time.perf_counter() - started)
         return result
 

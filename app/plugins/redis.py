@@ -211,6 +211,9 @@ class RedisPlugin(BasePlugin):
                     self.service.live_instances,
                 )
             self.service.last_error = str(exc) or type(exc).__name__
+        except BaseException:
+            breaker.release()  # cancelled at shutdown: no verdict on Redis
+            raise
         else:
             breaker.record(True)
             if self.service.last_error:
