@@ -87,6 +87,13 @@ def check(fn: Check, **extra: Any) -> dict[str, Any]:
     return {"check": fn, **extra}
 
 
+def rest_of_table(**extra: Any) -> dict[str, Any]:
+    """Field metadata: this `Mapping[str, Section]` field takes every key of the
+    table that is not another field (`[breakers.<name>]` beside `[breakers]`'s
+    own keys). In output its entries sit in the table itself, as in the file."""
+    return {"rest": True, **extra}
+
+
 def positive(value: float) -> str | None:
     """Validator: a number > 0."""
     return None if value > 0 else f"expected a number > 0, got {value}"
@@ -223,6 +230,10 @@ def _convert_scalar(
     return value
 
 
+def _rest_entry(key: str, value: Any, fields: Mapping[str, Any]) -> bool:
+    return key not in fields and isinstance(value, dict)
+
+
 def build(
     cls: type[T],
     raw: Mapping[str, Any],
@@ -239,15 +250,23 @@ def build(
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     prefix = f"{path}." if path else ""
+    rest = next((f.name for f in fields.values() if f.metadata.get("rest")), None)
+    if rest is not None:
+        # Tables that are not fields belong to the rest field, under the table's own path;
+        # any other unknown key is reported as unknown below.
+        raw = {
+            **{k: v for k, v in raw.items() if k != rest and not _rest_entry(k, v, fields)},
+            rest: {k: v for k, v in raw.items() if _rest_entry(k, v, fields)},
+        }
     for key in raw:
         if key not in fields:
-            known = ", ".join(sorted(fields)) or "none"
+            known = ", ".join(sorted(f for f in fields if f != rest)) or "none"
             problems.add(f"{prefix}{key}", f"unknown key (known keys: {known})")
     values: dict[str, Any] = {}
     for name, field in fields.items():
         if name not in raw:
             continue
-        key_path = f"{prefix}{name}"
+        key_path = path if name == rest else f"{prefix}{name}"
         value = convert(hints[name], raw[name], key_path, problems, text)
         if value is _UNSET:
             continue
@@ -267,10 +286,16 @@ def to_plain(value: Any, *, redact: bool = True) -> Any:
     if isinstance(value, Secret):
         return (_MASK if value else "") if redact else value.reveal()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: to_plain(getattr(value, f.name), redact=redact)
-            for f in dataclasses.fields(value)
-        }
+        plain: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            item = getattr(value, f.name)
+            if item is None:
+                continue  # TOML has no null: a None field is one left unset
+            if f.metadata.get("rest"):
+                plain.update(to_plain(item, redact=redact))
+            else:
+                plain[f.name] = to_plain(item, redact=redact)
+        return plain
     if isinstance(value, Mapping):
         return {k: to_plain(v, redact=redact) for k, v in value.items()}
     if isinstance(value, tuple | list):

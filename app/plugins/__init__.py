@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 BUILTIN: dict[str, str] = {
     "metrics": "app.plugins.metrics:MetricsPlugin",
     "redis": "app.plugins.redis:RedisPlugin",
+    "breakers": "app.plugins.breakers:BreakersPlugin",
+    "upstreams": "app.plugins.upstreams:UpstreamsPlugin",
     "sharding": "app.plugins.sharding:ShardingPlugin",
     "cache": "app.plugins.cache:CachePlugin",
 }

@@ -20,9 +20,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from app.api import items as items_api
+from app.breakers import BreakerRegistry
 from app.config import Config
 from app.config_schema import check, positive
 from app.plugins import BasePlugin, Readiness
+from app.plugins.breakers import BREAKERS
 from app.plugins.metrics import METRICS
 from app.sharding.backend import ShardBackend, ShardUnavailable
 from app.sharding.dsn import ShardDsn, check_dsn
@@ -75,8 +77,13 @@ def make_backend(name: str, dsn: str, settings: ShardingSettings, config: Config
     )
 
 
-def build_shards(config: Config, registry: CollectorRegistry) -> ShardSet:
-    """The configured shards, not yet connected (also used by `run.py migrate/reshard`)."""
+def build_shards(
+    config: Config, registry: CollectorRegistry, breakers: BreakerRegistry | None = None
+) -> ShardSet:
+    """The configured shards, not yet connected (also used by `run.py migrate/reshard`).
+
+    With `breakers`, shard n goes through the breaker `shard.<n>`.
+    """
     settings = config.section(ShardingSettings)
     metrics = ShardMetrics(registry)
     shards = [
@@ -87,6 +94,7 @@ def build_shards(config: Config, registry: CollectorRegistry) -> ShardSet:
             metrics,
             query_timeout=settings.query_timeout,
             retry_after=settings.retry_after,
+            breaker=breakers.get(f"shard.{index}") if breakers is not None else None,
         )
         for index, dsn in enumerate(settings.shards)
     ]
@@ -110,7 +118,7 @@ async def _all_or_none(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
 
 class ShardingPlugin(BasePlugin):
     name = "sharding"
-    optional = ("metrics",)
+    optional = ("metrics", "breakers")
     settings = ShardingSettings
 
     def __init__(self, config: Config) -> None:
@@ -122,7 +130,7 @@ class ShardingPlugin(BasePlugin):
     def setup(self, app: web.Application) -> None:
         metrics = app.get(METRICS)
         registry = metrics.registry if metrics is not None else CollectorRegistry()
-        self.shards = build_shards(self.config, registry)
+        self.shards = build_shards(self.config, registry, app.get(BREAKERS))
         app[SHARDS] = self.shards
         items_api.setup(app, self.shards)
 

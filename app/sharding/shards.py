@@ -4,7 +4,13 @@ Each `Shard` wraps a backend: every call is timed out and counted, and after a
 failure that means "cannot answer" the shard is marked down for `retry_after`
 seconds, during which calls fail at once with `ShardUnavailable` instead of
 waiting on a dead server — so only the requests for that shard's keys fail,
-and fast. (The breakers plugin will put a full circuit breaker here.)
+and fast.
+
+With the breakers plugin, each shard also goes through its `shard.<n>`
+breaker: calls the down-mark lets through are asked of the breaker and
+reported to it, so a shard that answers but fails or slows down too often
+(failure and slow-call rates) is cut off as well, with the same 503. The
+down-mark stays: it is what the health loop sets and clears.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from app.config_schema import redact_url
+from app.guard import Guard
 from app.sharding.backend import Queries, Row, ShardBackend, ShardUnavailable
 from app.sharding.placement import Placement
 
@@ -51,6 +58,7 @@ class Shard:
         query_timeout: float,
         retry_after: float,
         clock: Callable[[], float] = time.monotonic,
+        breaker: Guard | None = None,
     ) -> None:
         self.index = index
         self.name = f"shard.{index}"
@@ -59,6 +67,7 @@ class Shard:
         self.query_timeout = query_timeout
         self.retry_after = retry_after
         self._clock = clock
+        self.breaker = breaker
         self._down_until = 0.0
         self.last_error = ""
         self.schema_version: int | None = None
@@ -81,24 +90,42 @@ class Shard:
         remaining = self._down_until - self._clock()
         if remaining > 0:
             raise ShardUnavailable(self.name, self.last_error, retry_after=remaining)
+        # Also refuse up front when the breaker is refusing (a look that takes no
+        # trial slot), so a transaction is not even begun.
+        if self.breaker is not None and (wait := self.breaker.retry_after()) > 0:
+            raise ShardUnavailable(self.name, f"circuit {self.breaker.state}", retry_after=wait)
 
-    async def _call(self, operation: Awaitable[T]) -> T:
+    async def _call(self, operation: Awaitable[T], *, guarded: bool = True) -> T:
+        breaker = self.breaker if guarded else None
+        if breaker is not None and not breaker.allow():
+            if asyncio.iscoroutine(operation):
+                operation.close()  # never awaited: do not leave a warning behind
+            raise ShardUnavailable(
+                self.name, f"circuit {breaker.state}", retry_after=breaker.retry_after()
+            )
         self._queries.inc()
         started = time.perf_counter()
+        failed = False
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
             # cancellation that races with the operation completing.
             async with asyncio.timeout(self.query_timeout):
                 result = await operation
         except TimeoutError as exc:
+            failed = True
             self.mark_down(f"no answer within {self.query_timeout}s")
             raise ShardUnavailable(self.name, self.last_error, self.retry_after) from exc
         except ShardUnavailable as exc:
+            failed = True
             self.mark_down(exc.reason)
             exc.retry_after = self.retry_after
             raise
         finally:
-            self._duration.observe(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self._duration.observe(seconds)
+            # Only "cannot answer" is a failure; a bug in SQL means the shard answered.
+            if breaker is not None:
+                breaker.record(not failed, seconds)
         if self.last_error:
             self.mark_up()
         return result
@@ -125,7 +152,8 @@ class Shard:
         await self._call(manager.__aexit__(None, None, None))
 
     async def ping(self) -> None:
-        await self._call(self.backend.ping())
+        # The health probe must reach a shard even while its breaker refuses.
+        await self._call(self.backend.ping(), guarded=False)
 
 
 class _GuardedQueries(Queries):
