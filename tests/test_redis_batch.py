@@ -59,7 +59,7 @@ async def test_scripts_run_by_hash_and_reload_after_a_script_flush(
 ) -> None:
     batcher = RedisBatcher(client)
     source = f"return redis.call('INCR', KEYS[1]) -- {redis_prefix}"  # unique to this run
-    sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324
+    sha = hashlib.sha1(source.encode()).hexdigest()
     assert await batcher.evalsha(sha, source, [redis_prefix + "s"], []) == 1
     assert await batcher.evalsha(sha, source, [redis_prefix + "s"], []) == 2
 
