@@ -67,11 +67,17 @@ class ClientAddressResolver:
         return peer
 
     def __call__(self, request: web.BaseRequest) -> str:
-        cached = request.get(CLIENT_ADDRESS)
-        if cached is None:
-            cached = self.resolve(request.remote, request.headers.getall("X-Forwarded-For", ()))
-            request[CLIENT_ADDRESS] = cached
-        return cached
+        # On every request's path (logs, limits): `in` and the trust check first,
+        # so an untrusted peer costs no header parsing and no exception.
+        if CLIENT_ADDRESS in request:
+            return request[CLIENT_ADDRESS]
+        peer = request.remote or "unknown"
+        if self.is_trusted(peer):
+            address = self.resolve(peer, request.headers.getall("X-Forwarded-For", ()))
+        else:
+            address = peer
+        request[CLIENT_ADDRESS] = address
+        return address
 
 
 CLIENT_ADDRESSES = web.AppKey("keel.client_addresses", ClientAddressResolver)

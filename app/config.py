@@ -34,7 +34,7 @@ T = TypeVar("T")
 ENV_PREFIX = "KEEL_"
 CONFIG_ENV = "KEEL_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
-DEFAULT_PLUGINS = ("metrics", "redis", "breakers", "sharding", "cache", "upstreams")
+DEFAULT_PLUGINS = ("metrics", "redis", "breakers", "ratelimit", "sharding", "cache", "upstreams")
 
 
 def _networks(values: tuple[str, ...]) -> str | None:

@@ -116,10 +116,11 @@ CORE_PATHS: dict[str, Any] = {
 def build_document(plugins: Iterable[Plugin]) -> dict[str, Any]:
     paths = dict(CORE_PATHS)
     schemas: dict[str, Any] = {}
+    plugins = tuple(plugins)
     for plugin in plugins:
         paths.update(plugin.openapi_paths())
         schemas.update(plugin.openapi_schemas())
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": "Keel",
@@ -133,6 +134,13 @@ def build_document(plugins: Iterable[Plugin]) -> dict[str, Any]:
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": {**SCHEMAS, **schemas}},
     }
+    # A plugin that changes other plugins' routes (the rate limiter adds 429)
+    # amends the finished document; optional, so not part of the Plugin protocol.
+    for plugin in plugins:
+        amend = getattr(plugin, "openapi_amend", None)
+        if amend is not None:
+            amend(document)
+    return document
 
 
 async def openapi_json(request: web.Request) -> web.Response:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 # a module happened to be imported.
 BUILTIN: dict[str, str] = {
     "metrics": "app.plugins.metrics:MetricsPlugin",
+    "ratelimit": "app.plugins.ratelimit:RatelimitPlugin",
     "redis": "app.plugins.redis:RedisPlugin",
     "breakers": "app.plugins.breakers:BreakersPlugin",
     "upstreams": "app.plugins.upstreams:UpstreamsPlugin",

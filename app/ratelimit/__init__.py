@@ -1,0 +1,5 @@
+"""Rate limiting: limits, the GCRA arithmetic, its memory and Redis backends, policies.
+
+The `ratelimit` plugin (`app/plugins/ratelimit.py`) wires these into a
+middleware. Everything here except `redis_limiter` is IO-free.
+"""

@@ -1,0 +1,188 @@
+"""The rate limiter as the middleware sees it: Redis when it answers, else the fallback.
+
+With Redis configured, every decision is one `EVALSHA` through the `redis`
+guard. When the guard refuses or the call fails, the instance is in an
+outage: with `fail_open` it decides in-process at the limit divided by the
+live instances it last saw (so the fleet as a whole stays near the limit),
+otherwise it makes no decision (the middleware answers 503). The first
+successful call ends the outage. Each outage is logged once, when it starts,
+and once when it ends.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from redis.exceptions import RedisError
+
+from app.plugins.redis import RedisService
+from app.ratelimit.algorithm import Decision
+from app.ratelimit.limits import Limit
+from app.ratelimit.memory_limiter import MemoryLimiter
+from app.ratelimit.policies import Policy, display_key
+from app.ratelimit.redis_limiter import RedisLimiter
+
+log = logging.getLogger("keel.ratelimit")
+
+RECENT_LIMITED = 20
+
+
+class DecisionCounters:
+    """`keel_ratelimit_decisions_total{result}`; children bound once (labels() takes a lock)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        counter = Counter(
+            "keel_ratelimit_decisions",
+            "Rate-limit decisions: allowed, limited, or degraded (decided without Redis"
+            " during an outage, whatever the outcome).",
+            ("result",),
+            registry=registry,
+        )
+        self.allowed = counter.labels("allowed")
+        self.limited = counter.labels("limited")
+        self.degraded = counter.labels("degraded")
+
+
+class RateLimiter:
+    """Decides requests for the middleware and keeps what `state()` and `/readyz` show."""
+
+    def __init__(
+        self,
+        counters: DecisionCounters,
+        *,
+        redis: RedisService | None = None,
+        fail_open: bool = True,
+        local: MemoryLimiter | None = None,
+        fallback: MemoryLimiter | None = None,
+    ) -> None:
+        self.counters = counters
+        self.redis = redis
+        self.fail_open = fail_open
+        self.local = local or MemoryLimiter()
+        self.fallback = fallback or MemoryLimiter()
+        self.remote: RedisLimiter | None = None
+        self.outage_since: float | None = None
+        self.outage_reason = ""
+        self.recent_limited: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=RECENT_LIMITED
+        )
+        self._divided: dict[tuple[Limit, int], Limit] = {}
+        self._remote_prefix = redis.key("rl", "") if redis is not None else ""
+
+    @property
+    def backend(self) -> str:
+        return "redis" if self.redis is not None and self.redis.enabled else "memory"
+
+    @property
+    def degraded(self) -> bool:
+        return self.outage_since is not None
+
+    async def decide(self, policy: Policy, client_key: str) -> Decision | None:
+        """The decision for one request; None when there is none to make (fail closed)."""
+        remote = self.remote
+        if remote is None:
+            decision = self.local.hit_now(policy.bucket + client_key, policy.limit)
+            return self._count(decision, policy, client_key)
+        assert self.redis is not None
+        breaker = self.redis.breaker
+        if breaker.allow():
+            started = time.perf_counter()
+            try:
+                key = self._remote_prefix + policy.bucket + client_key
+                decision = await remote.hit(key, policy.limit)
+            except (RedisError, OSError, TimeoutError) as exc:
+                breaker.record(False, time.perf_counter() - started)
+                self._outage(str(exc) or type(exc).__name__)
+            else:
+                breaker.record(True, time.perf_counter() - started)
+                if self.outage_since is not None:
+                    self._recovered()
+                return self._count(decision, policy, client_key)
+        elif self.outage_since is None:
+            self._outage(f"the redis breaker is {breaker.state}")
+        self.counters.degraded.inc()
+        if not self.fail_open:
+            return None
+        live = self.redis.live_instances
+        limit = self._divided.get((policy.limit, live))
+        if limit is None:
+            limit = self._divided[(policy.limit, live)] = policy.limit.divided(live)
+        decision = self.fallback.hit_now(policy.bucket + client_key, limit)
+        if not decision.allowed:
+            self._note_limited(policy, client_key)
+        return decision
+
+    def _count(self, decision: Decision, policy: Policy, client_key: str) -> Decision:
+        if decision.allowed:
+            self.counters.allowed.inc()
+        else:
+            self.counters.limited.inc()
+            self._note_limited(policy, client_key)
+        return decision
+
+    def _note_limited(self, policy: Policy, client_key: str) -> None:
+        self.recent_limited.append(
+            {"key": display_key(client_key), "policy": policy.name, "at": time.time()}
+        )
+
+    def _outage(self, reason: str) -> None:
+        self.outage_reason = reason
+        if self.outage_since is not None:
+            return
+        self.outage_since = time.time()
+        assert self.redis is not None
+        if self.fail_open:
+            log.warning(
+                "rate limits: redis unavailable (%s); limiting in-process at each limit / %d"
+                " live instance(s) until it answers again",
+                reason,
+                self.redis.live_instances,
+            )
+        else:
+            log.error(
+                "rate limits: redis unavailable (%s); limited routes answer 503"
+                " (fail_open = false) until it answers again",
+                reason,
+            )
+
+    def _recovered(self) -> None:
+        assert self.outage_since is not None
+        log.info(
+            "rate limits: redis answers again after %.1fs; shared limits restored",
+            time.time() - self.outage_since,
+        )
+        self.outage_since = None
+        self.outage_reason = ""
+        # The next outage starts from fresh local budgets, not this one's leftovers.
+        self.fallback.clear()
+
+    async def probe(self) -> None:
+        """During an outage, ask Redis directly, so recovery shows without limited traffic.
+
+        `/readyz` calls this: a load balancer polling readiness ends the outage
+        as soon as Redis answers, even when no limited request arrives.
+        """
+        if self.outage_since is None or self.remote is None or self.redis is None:
+            return
+        breaker = self.redis.breaker
+        if not breaker.allow():
+            return
+        started = time.perf_counter()
+        try:
+            await self.remote.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            breaker.record(False, time.perf_counter() - started)
+            self.outage_reason = str(exc) or type(exc).__name__
+            return
+        breaker.record(True, time.perf_counter() - started)
+        self._recovered()
+
+    def retry_after(self) -> float:
+        """Seconds a refused (fail-closed) client should wait."""
+        if self.redis is None:
+            return 1.0
+        return max(1.0, self.redis.breaker.retry_after())
