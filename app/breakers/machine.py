@@ -80,6 +80,10 @@ class WindowStats:
         return 100.0 * self.slow_calls / self.calls if self.calls else 0.0
 
 
+# The four possible outcomes, shared: recording a call allocates nothing.
+_OUTCOMES = {(f, s): Outcome(failed=f, slow=s) for f in (False, True) for s in (False, True)}
+
+
 def _stats(outcomes: deque[Outcome] | list[Outcome]) -> WindowStats:
     return WindowStats(
         calls=len(outcomes),
@@ -104,6 +108,9 @@ class Machine:
         self._on_transition = on_transition
         self._state: GuardState = "closed"
         self._window: deque[Outcome] = deque(maxlen=policy.window)
+        # Running counts of the window, so a call is judged in O(1), not O(window).
+        self._window_failures = 0
+        self._window_slow = 0
         self._trials: list[Outcome] = []
         self._trials_in_flight = 0
         self._open_until = 0.0
@@ -125,7 +132,9 @@ class Machine:
 
     def stats(self) -> WindowStats:
         """The window while closed; the trials so far while half-open."""
-        return _stats(self._trials if self.state == "half_open" else self._window)
+        if self.state == "half_open":
+            return _stats(self._trials)
+        return WindowStats(len(self._window), self._window_failures, self._window_slow)
 
     @property
     def trials_in_flight(self) -> int:
@@ -156,10 +165,17 @@ class Machine:
 
     def record(self, ok: bool, seconds: float = 0.0) -> None:
         """The outcome of an allowed call and how long it took."""
-        outcome = Outcome(failed=not ok, slow=seconds > self.policy.slow_call_seconds)
+        outcome = _OUTCOMES[not ok, seconds > self.policy.slow_call_seconds]
         state = self.state
         if state == "closed":
-            self._window.append(outcome)
+            window = self._window
+            if len(window) == window.maxlen:  # the oldest outcome leaves the window
+                oldest = window[0]
+                self._window_failures -= oldest.failed
+                self._window_slow -= oldest.slow
+            window.append(outcome)
+            self._window_failures += outcome.failed
+            self._window_slow += outcome.slow
             self._judge_window()
         elif state == "half_open":
             self._trials_in_flight = max(0, self._trials_in_flight - 1)
@@ -207,7 +223,7 @@ class Machine:
         needed = min(self.policy.minimum_calls, self.policy.window)
         if len(self._window) < needed:
             return  # no judgement before minimum_calls
-        stats = _stats(self._window)
+        stats = WindowStats(len(self._window), self._window_failures, self._window_slow)
         if reason := self._tripped(stats):
             self._move("open", f"{reason} over the last {stats.calls} calls")
 
@@ -227,6 +243,7 @@ class Machine:
         # Every state starts with fresh counts: a new window when closing, new
         # trials when half-opening (as resilience4j does).
         self._window.clear()
+        self._window_failures = self._window_slow = 0
         self._trials.clear()
         self._trials_in_flight = 0
         if to == "open":

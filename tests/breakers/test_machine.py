@@ -338,3 +338,27 @@ def test_a_single_trial_decides_alone(clock: Clock, seen: list[Transition]) -> N
     assert not m.allow()
     m.record(True)
     assert m.state == "closed"
+
+
+def test_the_running_window_counts_match_the_outcomes_in_the_window(
+    clock: Clock, seen: list[Transition]
+) -> None:
+    """Counts are kept as calls enter and leave the window; check them against a recount."""
+    import random
+
+    rng = random.Random(7)
+    m = machine(clock, seen, failure_rate=100.0, slow_call_rate=100.0, window=10)
+    recent: list[tuple[bool, bool]] = []
+    for _ in range(500):
+        failed = rng.random() < 0.3
+        slow = rng.random() < 0.3
+        m.record(not failed, 2.0 if slow else 0.1)
+        recent = [*recent, (failed, slow)][-10:]
+        if m.state != "closed":  # a full window of failures: fresh counts from here
+            m.reset()
+            recent = []
+            continue
+        stats = m.stats()
+        assert stats.calls == len(recent)
+        assert stats.failures == sum(f for f, _ in recent)
+        assert stats.slow_calls == sum(s for _, s in recent)
