@@ -16,8 +16,10 @@ interface: after `failures_to_open` consecutive failures it refuses calls for
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Literal, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Literal, Protocol, TypeVar
+
+T = TypeVar("T")
 
 GuardState = Literal["closed", "open", "half_open", "forced_open", "disabled"]
 
@@ -44,6 +46,31 @@ class Guard(Protocol):
     def retry_after(self) -> float:
         """Seconds until a refused caller may try again (0 when not refusing)."""
         ...
+
+
+class Refused(Exception):
+    """The guard did not let the call go ahead; nothing was called."""
+
+
+async def call_guarded(
+    guard: Guard, call: Callable[[], Awaitable[T]], failures: tuple[type[BaseException], ...]
+) -> T:
+    """`call()` through `guard`: `Refused` when it may not go ahead; an exception in
+    `failures` is recorded as a failure and re-raised; any other (a cancellation)
+    releases the permission without a verdict."""
+    if not guard.allow():
+        raise Refused(guard.name)
+    started = time.perf_counter()
+    try:
+        result = await call()
+    except failures:
+        guard.record(False, time.perf_counter() - started)
+        raise
+    except BaseException:
+        guard.release()
+        raise
+    guard.record(True, time.perf_counter() - started)
+    return result
 
 
 class MinimalGuard:

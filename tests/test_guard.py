@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from app.guard import MinimalGuard
+import asyncio
+
+import pytest
+
+from app.breakers.breaker import Breaker
+from app.breakers.machine import Machine, Policy
+from app.guard import MinimalGuard, Refused, call_guarded
 
 
 class Clock:
@@ -61,3 +67,68 @@ def test_opens_only_after_the_configured_consecutive_failures() -> None:
     assert guard.state == "closed"
     guard.record(False)
     assert guard.state == "open"
+
+
+# -- call_guarded: how every Redis user calls through a guard --------------------
+
+
+async def test_call_guarded_refuses_without_calling() -> None:
+    clock = Clock()
+    guard = MinimalGuard("redis", clock=clock)
+    guard.record(False)
+    called = False
+
+    async def call() -> int:
+        nonlocal called
+        called = True
+        return 1
+
+    with pytest.raises(Refused):
+        await call_guarded(guard, call, (OSError,))
+    assert not called
+
+
+async def test_call_guarded_records_failures_and_successes() -> None:
+    guard = MinimalGuard("redis", clock=Clock())
+
+    async def fails() -> int:
+        raise OSError("refused")
+
+    async def works() -> int:
+        return 7
+
+    with pytest.raises(OSError, match="refused"):
+        await call_guarded(guard, fails, (OSError,))
+    assert guard.state == "open"
+    guard._open_until = 0.0  # time is up
+    assert await call_guarded(guard, works, (OSError,)) == 7
+    assert guard.state == "closed"
+
+
+async def test_a_cancelled_call_frees_its_half_open_trial_slot() -> None:
+    clock = Clock()
+    policy = Policy(
+        failure_rate=50.0,
+        minimum_calls=1,
+        window=1,
+        open_seconds=1.0,
+        half_open_calls=1,
+        slow_call_seconds=5.0,
+        slow_call_rate=100.0,
+    )
+    breaker = Breaker(Machine("redis", policy, clock), clock)
+    breaker.record(False)  # opens
+    clock.now += 1.0
+    started = asyncio.Event()
+
+    async def hangs() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    task = asyncio.create_task(call_guarded(breaker, hangs, (OSError,)))
+    await started.wait()
+    assert not breaker.allow()  # the only trial slot is taken
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert breaker.allow()  # released, not leaked

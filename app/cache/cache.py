@@ -33,11 +33,11 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
-from redis.exceptions import RedisError
 
 from app.cache.backend import CacheBackend
-from app.guard import Guard
+from app.guard import Guard, Refused, call_guarded
 from app.json_codec import dumps, loads
+from app.plugins.redis import REDIS_ERRORS
 
 log = logging.getLogger("keel.cache")
 
@@ -48,8 +48,7 @@ CACHE_STATUS: dict[LookupStatus, str] = {
     "miss": "keel; fwd=miss",
     "bypass": "keel; fwd=bypass",
 }
-# What a failed Redis call raises (redis-py wraps most; a refused socket can be bare).
-BACKEND_ERRORS = (RedisError, OSError, TimeoutError)
+BACKEND_ERRORS = REDIS_ERRORS  # the only backend that can fail is Redis
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -139,23 +138,16 @@ class Cache:
         guard = self._guard()
         if guard is None:
             return await op()
-        if not guard.allow():
-            self._dirty = True  # an outage seen from here: values may have missed invalidations
-            raise Bypass()
-        started = time.perf_counter()
         try:
-            result = await op()
+            return await call_guarded(guard, op, BACKEND_ERRORS)
+        except Refused:
+            self._dirty = True  # an outage seen from here: values may have missed invalidations
+            raise Bypass() from None
         except BACKEND_ERRORS as exc:
-            guard.record(False, time.perf_counter() - started)
             if not self._dirty:
                 log.warning("cache backend unreachable (%s); bypassing the cache", exc)
             self._dirty = True
             raise Bypass(failed=True) from exc
-        except BaseException:
-            guard.release()  # cancelled: no verdict on Redis, but free the permission
-            raise
-        guard.record(True, time.perf_counter() - started)
-        return result
 
     @property
     def usable(self) -> bool:

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from app.config import Config
 from app.config_schema import SecretUrl, check, positive
-from app.guard import Guard, MinimalGuard
+from app.guard import Guard, MinimalGuard, Refused, call_guarded
 from app.lifecycle import LIFECYCLE, Instance
 from app.periodic import periodic
 from app.plugins import READY, BasePlugin, Readiness
@@ -37,6 +37,9 @@ from app.plugins.metrics import METRICS
 from app.redis_batch import RedisBatcher
 
 log = logging.getLogger("keel.redis")
+
+# What a failed Redis call raises: redis-py wraps most, a refused socket can be bare.
+REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 def _redis_url(value: SecretUrl) -> str | None:
@@ -197,13 +200,13 @@ class RedisPlugin(BasePlugin):
     async def _beat_once(self, instance: Instance) -> None:
         # The heartbeat goes through the breaker like any call would: it is
         # what notices an outage, and a recovery, when no request is asking.
-        breaker = self.service.breaker
-        if not breaker.allow():
-            return
         try:
-            await self.service.beat(instance)
-        except (RedisError, OSError) as exc:
-            breaker.record(False)
+            await call_guarded(
+                self.service.breaker, lambda: self.service.beat(instance), REDIS_ERRORS
+            )
+        except Refused:
+            return
+        except REDIS_ERRORS as exc:
             if not self.service.last_error:
                 log.warning(
                     "redis unreachable (%s); keeping %d live instance(s) as last seen",
@@ -211,11 +214,7 @@ class RedisPlugin(BasePlugin):
                     self.service.live_instances,
                 )
             self.service.last_error = str(exc) or type(exc).__name__
-        except BaseException:
-            breaker.release()  # cancelled at shutdown: no verdict on Redis
-            raise
         else:
-            breaker.record(True)
             if self.service.last_error:
                 log.info("redis reachable again; %d live instance(s)", self.service.live_instances)
             self.service.last_error = ""

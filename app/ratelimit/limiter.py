@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
-from redis.exceptions import RedisError
 
-from app.plugins.redis import RedisService
+from app.guard import Refused, call_guarded
+from app.plugins.redis import REDIS_ERRORS, RedisService
 from app.ratelimit.algorithm import Decision
 from app.ratelimit.limits import Limit
 from app.ratelimit.memory_limiter import MemoryLimiter
@@ -89,21 +89,20 @@ class RateLimiter:
             return self._count(decision, policy, client_key)
         assert self.redis is not None
         breaker = self.redis.breaker
-        if breaker.allow():
-            started = time.perf_counter()
-            try:
-                key = self._remote_prefix + policy.bucket + client_key
-                decision = await remote.hit(key, policy.limit)
-            except (RedisError, OSError, TimeoutError) as exc:
-                breaker.record(False, time.perf_counter() - started)
-                self._outage(str(exc) or type(exc).__name__)
-            else:
-                breaker.record(True, time.perf_counter() - started)
-                if self.outage_since is not None:
-                    self._recovered()
-                return self._count(decision, policy, client_key)
-        elif self.outage_since is None:
-            self._outage(f"the redis breaker is {breaker.state}")
+        key = self._remote_prefix + policy.bucket + client_key
+        try:
+            decision = await call_guarded(
+                breaker, lambda: remote.hit(key, policy.limit), REDIS_ERRORS
+            )
+        except Refused:
+            if self.outage_since is None:
+                self._outage(f"the redis breaker is {breaker.state}")
+        except REDIS_ERRORS as exc:
+            self._outage(str(exc) or type(exc).__name__)
+        else:
+            if self.outage_since is not None:
+                self._recovered()
+            return self._count(decision, policy, client_key)
         self.counters.degraded.inc()
         if not self.fail_open:
             return None
@@ -168,17 +167,13 @@ class RateLimiter:
         """
         if self.outage_since is None or self.remote is None or self.redis is None:
             return
-        breaker = self.redis.breaker
-        if not breaker.allow():
-            return
-        started = time.perf_counter()
         try:
-            await self.remote.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
-            breaker.record(False, time.perf_counter() - started)
+            await call_guarded(self.redis.breaker, self.remote.ping, REDIS_ERRORS)
+        except Refused:
+            return
+        except REDIS_ERRORS as exc:
             self.outage_reason = str(exc) or type(exc).__name__
             return
-        breaker.record(True, time.perf_counter() - started)
         self._recovered()
 
     def retry_after(self) -> float:
