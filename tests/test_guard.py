@@ -9,14 +9,7 @@ import pytest
 from app.breakers.breaker import Breaker
 from app.breakers.machine import Machine, Policy
 from app.guard import MinimalGuard, Refused, call_guarded
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fake_clock import Clock
 
 
 def test_closed_until_a_failure_then_refuses_for_open_seconds() -> None:

@@ -10,14 +10,7 @@ from prometheus_client import CollectorRegistry
 from app.breakers import BreakerRegistry, BreakersSettings, Transition
 from app.breakers.settings import BreakerOverride
 from app.errors import CircuitOpen
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fake_clock import Clock
 
 
 class Boom(Exception):
@@ -33,7 +26,7 @@ SETTINGS = BreakersSettings(minimum_calls=2, window=2, open_seconds=5.0, half_op
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(0.0)
 
 
 @pytest.fixture

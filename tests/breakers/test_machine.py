@@ -7,15 +7,7 @@ import dataclasses
 import pytest
 
 from app.breakers.machine import HALF_OPEN_RETRY_AFTER, Machine, Policy, Transition
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
+from tests.fake_clock import Clock
 
 POLICY = Policy(
     failure_rate=50.0,

@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry
 from app.breakers import Breaker, BreakerRegistry, BreakersSettings
 from app.sharding.backend import ShardUnavailable
 from app.sharding.shards import Shard, ShardMetrics
-from tests.sharding.test_shard_guard import Clock, CountingSQLite
+from tests.fake_clock import Clock
+from tests.sharding.test_shard_guard import CountingSQLite
 
 RETRY_AFTER = 1.0  # the shard's own down-mark
 OPEN_SECONDS = 30.0  # the breaker's

@@ -10,17 +10,7 @@ import redis.asyncio as aioredis
 from app.cache.backend import CacheBackend
 from app.cache.memory import MemoryBackend
 from app.cache.redis_store import RedisBackend
-
-
-class Clock:
-    """An injected monotonic clock that tests move by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
+from tests.fake_clock import Clock
 
 RemainingTtl = Callable[[str], "float | None"]
 

@@ -8,7 +8,8 @@ import redis.asyncio as aioredis
 from app.cache.backend import CacheBackend
 from app.cache.memory import MemoryBackend
 from app.cache.redis_store import RedisBackend
-from tests.cache.conftest import Clock, remaining_ttl
+from tests.cache.conftest import remaining_ttl
+from tests.fake_clock import Clock
 
 
 async def test_a_missing_key_is_none(backend: CacheBackend) -> None:

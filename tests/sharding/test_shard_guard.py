@@ -17,16 +17,9 @@ from app.sharding.backend import Queries, Row, ShardBackend, ShardUnavailable
 from app.sharding.postgres import PostgresBackend
 from app.sharding.shards import Shard, ShardMetrics
 from app.sharding.sqlite import SQLiteBackend
+from tests.fake_clock import Clock
 
 RETRY_AFTER = 10.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class CountingSQLite(SQLiteBackend):
