@@ -2,9 +2,11 @@
 
 Under load many requests reach their Redis call in the same turn of the event
 loop (the rate-limit check, the cache lookup). Sent one by one, each pays a
-pool checkout, a write, a wakeup and a read; queued here, they leave as one
-pipeline when the turn ends — one write and one read for all of them — and
-each caller gets its own reply (or its own error) back. A lone request pays
+write, a wakeup and a read; queued here, they leave as one write when the
+turn ends, on one pipelined connection (`RespConnection`) that does not wait
+for earlier replies before writing more, and each caller gets its own reply
+(or its own error) back. Replies are as Redis sends them (a status reply is
+`b"OK"`), without redis-py's per-command conversions. A lone request pays
 nothing extra: its batch is flushed at the end of the same turn.
 """
 
@@ -15,9 +17,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
-Command = tuple[Any, ...]
+from app.resp_connection import Command, RespConnection
 
 
 class RedisBatcher:
@@ -25,7 +27,8 @@ class RedisBatcher:
         self.client = client
         self.max_batch = max_batch
         self._queue: list[tuple[Command, asyncio.Future[Any]]] = []
-        self._flushing: set[asyncio.Task[None]] = set()
+        self._connection = RespConnection(client)
+        self._connecting: asyncio.Task[None] | None = None
         self.batches = 0
         self.commands = 0
 
@@ -45,42 +48,43 @@ class RedisBatcher:
         try:
             return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:  # a restarted or flushed server: load once, then by hash again
-            await self.client.script_load(source)
+            await self.execute("SCRIPT", "LOAD", source)
             return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
 
     def _flush(self) -> None:
         if not self._queue:
             return
-        batch, self._queue = self._queue, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
+        if not self._connection.is_open:
+            if self._connecting is None:  # the connect flushes what has queued meanwhile
+                self._connecting = asyncio.get_running_loop().create_task(self._connect())
+            return
+        queued, self._queue = self._queue, []
+        for start in range(0, len(queued), self.max_batch):  # only a connect lets it grow past
+            batch = queued[start : start + self.max_batch]
+            self.batches += 1
+            self.commands += len(batch)
+            self._connection.send(batch)
 
-    async def _send(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
-        self.batches += 1
-        self.commands += len(batch)
+    async def _connect(self) -> None:
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for command, _ in batch:
-                    pipe.execute_command(*command)
-                replies = await pipe.execute(raise_on_error=False)
-        except BaseException as exc:  # the connection failed: every caller gets the error
+            await self._connection.open()
+        except (RedisError, OSError) as exc:  # every caller waiting for it gets the error
+            batch, self._queue = self._queue, []
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else ConnectionError())
-            if not isinstance(exc, Exception):
-                raise
+                    future.set_exception(exc)
             return
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if future.done():  # its caller gave up (cancelled)
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+        finally:
+            self._connecting = None
+        self._flush()
+
+    async def drain(self) -> None:
+        """Send what is queued and wait for every reply (their callers are waiting on them)."""
+        self._flush()
+        if self._connecting is not None:
+            await asyncio.gather(self._connecting, return_exceptions=True)
+        await self._connection.drain()
 
     async def aclose(self) -> None:
-        """Let batches in flight finish (their callers are waiting on them)."""
-        self._flush()
-        if self._flushing:
-            await asyncio.gather(*self._flushing, return_exceptions=True)
+        await self.drain()
+        await self._connection.aclose()

@@ -7,18 +7,21 @@ laptop it is skipped with a message saying what to start.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from app.config import Config, load_config
+from app.redis_batch import RedisBatcher
 
 if TYPE_CHECKING:
     from tests.private_redis import PrivateRedis
@@ -73,6 +76,25 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+@contextlib.asynccontextmanager
+async def open_batcher(url: str, **client_options: Any) -> AsyncIterator[RedisBatcher]:
+    """A redis-py client and the request-path batcher on it, both closed on exit."""
+    client = aioredis.Redis.from_url(url, **client_options)
+    batcher = RedisBatcher(client)
+    try:
+        yield batcher
+    finally:
+        await batcher.aclose()
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis_batch(redis_url: str) -> AsyncIterator[RedisBatcher]:
+    """The machine's Redis through a batcher of the test's own (`redis_batch.client` too)."""
+    async with open_batcher(redis_url) as batcher:
+        yield batcher
 
 
 @pytest.fixture

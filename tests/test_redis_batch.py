@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from app.redis_batch import RedisBatcher
+from tests.conftest import free_port, open_batcher
 from tests.private_redis import PrivateRedis
 
 
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
 async def test_commands_of_one_turn_share_one_pipeline(
-    client: aioredis.Redis, redis_prefix: str
+    redis_batch: RedisBatcher, redis_prefix: str
 ) -> None:
-    batcher = RedisBatcher(client)
+    batcher = redis_batch
     key = redis_prefix + "counter"
     replies = await asyncio.gather(*(batcher.execute("INCR", key) for _ in range(100)))
     assert sorted(replies) == list(range(1, 101))
@@ -34,17 +26,18 @@ async def test_commands_of_one_turn_share_one_pipeline(
     assert batcher.batches == 2
 
 
-async def test_max_batch_splits_a_large_turn(client: aioredis.Redis, redis_prefix: str) -> None:
-    batcher = RedisBatcher(client, max_batch=10)
+async def test_max_batch_splits_a_large_turn(redis_batch: RedisBatcher, redis_prefix: str) -> None:
+    batcher = redis_batch
+    batcher.max_batch = 10
     await asyncio.gather(*(batcher.execute("INCR", redis_prefix + "n") for _ in range(25)))
     assert batcher.batches == 3
 
 
 async def test_an_error_reply_fails_only_its_own_caller(
-    client: aioredis.Redis, redis_prefix: str
+    redis_batch: RedisBatcher, redis_prefix: str
 ) -> None:
-    batcher = RedisBatcher(client)
-    await client.set(redis_prefix + "text", "not a number")
+    batcher = redis_batch
+    await batcher.client.set(redis_prefix + "text", "not a number")
     good, bad = await asyncio.gather(
         batcher.execute("INCR", redis_prefix + "number"),
         batcher.execute("INCR", redis_prefix + "text"),
@@ -55,9 +48,9 @@ async def test_an_error_reply_fails_only_its_own_caller(
 
 
 async def test_scripts_run_by_hash_and_reload_after_a_script_flush(
-    client: aioredis.Redis, redis_prefix: str
+    redis_batch: RedisBatcher, redis_prefix: str
 ) -> None:
-    batcher = RedisBatcher(client)
+    batcher = redis_batch
     source = f"return redis.call('INCR', KEYS[1]) -- {redis_prefix}"  # unique to this run
     sha = hashlib.sha1(source.encode()).hexdigest()
     assert await batcher.evalsha(sha, source, [redis_prefix + "s"], []) == 1
@@ -67,16 +60,40 @@ async def test_scripts_run_by_hash_and_reload_after_a_script_flush(
 async def test_a_dead_server_fails_every_caller_of_the_batch(
     private_redis: PrivateRedis,
 ) -> None:
-    client = aioredis.Redis.from_url(private_redis.url, socket_timeout=0.1)
-    try:
-        batcher = RedisBatcher(client)
-        assert await batcher.execute("PING") is True
+    async with open_batcher(private_redis.url, socket_timeout=0.1) as batcher:
+        assert await batcher.execute("PING") == b"PONG"
         private_redis.pause()
         outcomes = await asyncio.gather(
             *(batcher.execute("GET", f"k{n}") for n in range(5)), return_exceptions=True
         )
         assert all(isinstance(o, RedisError) for o in outcomes), outcomes
         private_redis.resume()
-        assert await batcher.execute("PING") is True  # recovers by itself
-    finally:
-        await client.aclose()
+        assert await batcher.execute("PING") == b"PONG"  # recovers by itself
+
+
+async def test_the_url_chooses_the_database(redis_url: str, redis_prefix: str) -> None:
+    db1 = redis_url.rsplit("/", 1)[0] + "/1"
+    async with open_batcher(db1) as batcher:
+        assert await batcher.execute("SET", redis_prefix + "where", "db1") == b"OK"
+        assert await batcher.client.get(redis_prefix + "where") == b"db1"
+        await batcher.client.delete(redis_prefix + "where")
+
+
+async def test_the_url_credentials_authenticate(private_redis: PrivateRedis) -> None:
+    async with open_batcher(private_redis.url) as admin:
+        await admin.execute("CONFIG", "SET", "requirepass", "s3cret")
+    with_password = private_redis.url.replace("redis://", "redis://:s3cret@")
+    async with open_batcher(with_password) as batcher:
+        assert await batcher.execute("PING") == b"PONG"
+    wrong = private_redis.url.replace("redis://", "redis://:wrong@")
+    async with open_batcher(wrong) as batcher:
+        with pytest.raises(RedisError):
+            await batcher.execute("PING")
+
+
+async def test_an_unreachable_server_fails_the_callers(redis_url: str) -> None:
+    async with open_batcher(f"redis://127.0.0.1:{free_port()}/0") as batcher:
+        outcomes = await asyncio.gather(
+            batcher.execute("PING"), batcher.execute("PING"), return_exceptions=True
+        )
+        assert all(isinstance(o, RedisError) for o in outcomes), outcomes

@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
-
 from app.cache.backend import CacheBackend
 from app.redis_batch import RedisBatcher
 
@@ -65,11 +63,9 @@ def _ms(seconds: float) -> int:
 class RedisBackend(CacheBackend):
     name = "redis"
 
-    def __init__(
-        self, client: aioredis.Redis, prefix: str, batch: RedisBatcher | None = None
-    ) -> None:
-        self.client = client
-        self.batch = batch or RedisBatcher(client)
+    def __init__(self, batch: RedisBatcher, prefix: str) -> None:
+        self.client = batch.client
+        self.batch = batch
         self._values = prefix + "cache:"
         self._leases = prefix + "cache-lease:"
         self._epoch_key = prefix + "cache-epoch"

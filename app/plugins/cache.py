@@ -97,8 +97,8 @@ class CachePlugin(BasePlugin):
             yield
             return
         redis = app[REDIS]
-        assert redis.client is not None
-        remote = RedisBackend(redis.client, redis.settings.key_prefix, redis.batch)
+        assert redis.batch is not None
+        remote = RedisBackend(redis.batch, redis.settings.key_prefix)
         async with contextlib.AsyncExitStack() as stack:
             if self.options.local_ttl > 0:
                 near = NearCacheBackend(

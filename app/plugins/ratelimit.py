@@ -192,8 +192,8 @@ class RatelimitPlugin(BasePlugin):
         service = self.limiter.redis
         if service is not None:
             # The redis plugin's lifespan ran first (dependency order): the client exists.
-            assert service.client is not None
-            self.limiter.remote = RedisLimiter(service.client, service.batch)
+            assert service.batch is not None
+            self.limiter.remote = RedisLimiter(service.batch)
             await self._load_script()
         try:
             yield

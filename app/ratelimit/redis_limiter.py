@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 
-import redis.asyncio as aioredis
-
 from app.ratelimit.algorithm import Decision
 from app.ratelimit.limits import Limit
 from app.ratelimit.memory_limiter import Limiter
@@ -50,9 +48,9 @@ class RedisLimiter(Limiter):
 
     name = "redis"
 
-    def __init__(self, client: aioredis.Redis, batch: RedisBatcher | None = None) -> None:
-        self._client = client
-        self._batch = batch or RedisBatcher(client)
+    def __init__(self, batch: RedisBatcher) -> None:
+        self._client = batch.client
+        self._batch = batch
 
     async def load(self) -> None:
         """Load the script (its hash is known in advance; this makes the first call cheap)."""
@@ -69,4 +67,4 @@ class RedisLimiter(Limiter):
 
     async def close(self) -> None:
         """Wait for the calls in flight (their requests are waiting for them)."""
-        await self._batch.aclose()
+        await self._batch.drain()  # the batcher is shared: its owner closes it

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-import redis.asyncio as aioredis
 
 from app.cache.backend import CacheBackend
 from app.cache.memory import MemoryBackend
 from app.cache.redis_store import RedisBackend
+from tests.conftest import open_batcher
 from tests.fake_clock import Clock
 
 RemainingTtl = Callable[[str], "float | None"]
@@ -27,11 +27,8 @@ async def backend(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator
         return
     url: str = request.getfixturevalue("redis_url")
     prefix: str = request.getfixturevalue("redis_prefix")
-    client = aioredis.Redis.from_url(url)
-    try:
-        yield RedisBackend(client, prefix)
-    finally:
-        await client.aclose()
+    async with open_batcher(url) as batcher:
+        yield RedisBackend(batcher, prefix)
 
 
 async def remaining_ttl(backend: CacheBackend, key: str) -> float | None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-import redis.asyncio as aioredis
 
 from app.cache.backend import CacheBackend
 from app.cache.memory import MemoryBackend
 from app.cache.redis_store import RedisBackend
+from app.redis_batch import RedisBatcher
 from tests.cache.conftest import remaining_ttl
 from tests.fake_clock import Clock
 
@@ -130,33 +130,25 @@ async def test_memory_evicts_the_least_recently_used_beyond_max_entries() -> Non
 
 
 async def test_redis_values_from_before_an_outage_are_not_trusted(
-    redis_url: str, redis_prefix: str
+    redis_batch: RedisBatcher, redis_prefix: str
 ) -> None:
     """One instance distrusts, after its outage, what it might have missed invalidating."""
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        cut_off = RedisBackend(client, redis_prefix)
-        other = RedisBackend(client, redis_prefix)
-        await cut_off.set("k", b"old", 10)
-        await cut_off.distrust_older()
-        assert await cut_off.get("k") is None
-        assert await cut_off.lease("k", "t", 5) is True  # reload and overwrite it
-        assert await other.get("k") == b"old"  # another instance's trust is its own
-        assert await cut_off.fill("k", "t", b"new", 10) is True
-        assert await cut_off.get("k") == b"new"
-        assert await other.get("k") == b"new"
-    finally:
-        await client.aclose()
+    cut_off = RedisBackend(redis_batch, redis_prefix)
+    other = RedisBackend(redis_batch, redis_prefix)
+    await cut_off.set("k", b"old", 10)
+    await cut_off.distrust_older()
+    assert await cut_off.get("k") is None
+    assert await cut_off.lease("k", "t", 5) is True  # reload and overwrite it
+    assert await other.get("k") == b"old"  # another instance's trust is its own
+    assert await cut_off.fill("k", "t", b"new", 10) is True
+    assert await cut_off.get("k") == b"new"
+    assert await other.get("k") == b"new"
 
 
 @pytest.mark.parametrize("garbage", [b"no-separator", b"x|value"])
 async def test_redis_ignores_values_it_did_not_write(
-    redis_url: str, redis_prefix: str, garbage: bytes
+    redis_batch: RedisBatcher, redis_prefix: str, garbage: bytes
 ) -> None:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        store = RedisBackend(client, redis_prefix)
-        await client.set(f"{redis_prefix}cache:k", garbage)
-        assert await store.get("k") is None
-    finally:
-        await client.aclose()
+    store = RedisBackend(redis_batch, redis_prefix)
+    await redis_batch.client.set(f"{redis_prefix}cache:k", garbage)
+    assert await store.get("k") is None

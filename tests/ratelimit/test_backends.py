@@ -10,12 +10,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 
 from app.ratelimit.limits import Limit
 from app.ratelimit.memory_limiter import Limiter, MemoryLimiter
 from app.ratelimit.redis_limiter import SCRIPT_SHA, RedisLimiter
-from app.redis_batch import RedisBatcher
+from tests.conftest import open_batcher
 from tests.private_redis import PrivateRedis
 
 HOUR = Limit(5, 3600, "hour")
@@ -29,13 +28,10 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Limiter
         return
     url = request.getfixturevalue("redis_url")
     prefix = request.getfixturevalue("redis_prefix")
-    client = aioredis.Redis.from_url(url)
-    try:
-        backend = RedisLimiter(client)
+    async with open_batcher(url) as batcher:
+        backend = RedisLimiter(batcher)
         await backend.load()
         yield backend, prefix
-    finally:
-        await client.aclose()
 
 
 async def test_a_concurrent_burst_passes_exactly_the_quota(limiter) -> None:
@@ -72,48 +68,36 @@ async def test_keys_are_independent(limiter) -> None:
     assert not (await backend.hit(prefix + "a", one)).allowed
 
 
-async def test_redis_keys_expire_when_the_budget_is_full_again(redis_url, redis_prefix) -> None:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        await RedisLimiter(client).hit(redis_prefix + "k", HOUR)
-        ttl = await client.pttl(redis_prefix + "k")
-        assert 700_000 < ttl <= 720_000
-    finally:
-        await client.aclose()
+async def test_redis_keys_expire_when_the_budget_is_full_again(redis_batch, redis_prefix) -> None:
+    await RedisLimiter(redis_batch).hit(redis_prefix + "k", HOUR)
+    ttl = await redis_batch.client.pttl(redis_prefix + "k")
+    assert 700_000 < ttl <= 720_000
 
 
 async def test_the_script_is_reloaded_after_a_flush(private_redis: PrivateRedis) -> None:
-    client = aioredis.Redis.from_url(private_redis.url)
-    try:
-        backend = RedisLimiter(client)
+    async with open_batcher(private_redis.url) as batcher:
+        client = batcher.client
+        backend = RedisLimiter(batcher)
         await backend.load()
         await client.script_flush()
         assert await client.script_exists(SCRIPT_SHA) == [False]
         assert (await backend.hit("k", HOUR)).allowed  # NOSCRIPT -> load -> EVALSHA
         assert await client.script_exists(SCRIPT_SHA) == [True]
-    finally:
-        await client.aclose()
 
 
-async def test_a_cancelled_request_does_not_disturb_its_batch(redis_url, redis_prefix) -> None:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        backend = RedisLimiter(client)
-        hits = [asyncio.ensure_future(backend.hit(redis_prefix + "k", HOUR)) for _ in range(3)]
-        await asyncio.sleep(0)  # all three are queued in one batch
-        hits[0].cancel()
-        rest = await asyncio.gather(*hits[1:])
-        assert all(d.allowed for d in rest)
-        await backend.close()  # nothing left in flight afterwards
-    finally:
-        await client.aclose()
+async def test_a_cancelled_request_does_not_disturb_its_batch(redis_batch, redis_prefix) -> None:
+    backend = RedisLimiter(redis_batch)
+    hits = [asyncio.ensure_future(backend.hit(redis_prefix + "k", HOUR)) for _ in range(3)]
+    await asyncio.sleep(0)  # all three are queued in one batch
+    hits[0].cancel()
+    rest = await asyncio.gather(*hits[1:])
+    assert all(d.allowed for d in rest)
+    await backend.close()  # nothing left in flight afterwards
 
 
 async def test_a_batch_is_capped(redis_url, redis_prefix) -> None:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        backend = RedisLimiter(client, RedisBatcher(client, max_batch=4))
+    async with open_batcher(redis_url) as batcher:
+        batcher.max_batch = 4
+        backend = RedisLimiter(batcher)
         decisions = await asyncio.gather(*(backend.hit(redis_prefix + "k", HOUR) for _ in range(9)))
         assert sum(d.allowed for d in decisions) == 5
-    finally:
-        await client.aclose()
