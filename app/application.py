@@ -20,10 +20,11 @@ from aiohttp import web
 from app import health, openapi
 from app.client_address import CLIENT_ADDRESSES, ClientAddressResolver
 from app.config import Config
-from app.errors import TeardownError, error_middleware
+from app.errors import TeardownError
 from app.lifecycle import LIFECYCLE, Lifecycle, Phase
 from app.logging_config import set_level
 from app.plugins import Plugin, resolve
+from app.request_context import request_middleware
 from app.request_id import RequestIds, add_request_id_header
 
 log = logging.getLogger("keel.app")
@@ -95,14 +96,15 @@ def create_app(config: Config, *, role: Role = "serve") -> web.Application:
     plugins: tuple[Plugin, ...] = tuple(cls(config) for cls in plugin_classes)
 
     lifecycle = Lifecycle(role)
+    addresses = ClientAddressResolver(config.server.trusted_proxies)
     app = web.Application(
         client_max_size=config.server.client_max_size,
-        middlewares=[RequestIds().middleware, lifecycle.track_requests, error_middleware],
+        middlewares=[request_middleware(RequestIds(), addresses, lifecycle)],
         handler_args={"max_field_size": 16 * 1024},
     )
     app[CONFIG] = LiveConfig(config)
     app[LIFECYCLE] = lifecycle
-    app[CLIENT_ADDRESSES] = ClientAddressResolver(config.server.trusted_proxies)
+    app[CLIENT_ADDRESSES] = addresses
     app[health.PLUGINS] = plugins
     app.on_response_prepare.append(add_request_id_header)
 

@@ -67,22 +67,17 @@ class ClientAddressResolver:
         return peer
 
     def __call__(self, request: web.BaseRequest) -> str:
-        # On every request's path (logs, limits): `in` and the trust check first,
-        # so an untrusted peer costs no header parsing and no exception.
-        if CLIENT_ADDRESS in request:
-            return request[CLIENT_ADDRESS]
+        # On every request's path: the trust check first, so an untrusted peer
+        # costs no header parsing.
         peer = request.remote or "unknown"
         if self.is_trusted(peer):
-            address = self.resolve(peer, request.headers.getall("X-Forwarded-For", ()))
-        else:
-            address = peer
-        request[CLIENT_ADDRESS] = address
-        return address
+            return self.resolve(peer, request.headers.getall("X-Forwarded-For", ()))
+        return peer
 
 
 CLIENT_ADDRESSES = web.AppKey("keel.client_addresses", ClientAddressResolver)
 
 
 def client_address(request: web.Request) -> str:
-    """The client's address for `request` (cached on the request)."""
-    return request.app[CLIENT_ADDRESSES](request)
+    """The client's address for `request`, resolved once by the request middleware."""
+    return request[CLIENT_ADDRESS]

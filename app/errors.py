@@ -21,21 +21,20 @@ Hierarchy::
         ├── BadGateway             502 bad_gateway
         └── UpstreamTimeout        504 upstream_timeout
 
-`error_middleware` turns an `HTTPError`, any aiohttp `HTTPException` and any
-unexpected exception into `{"error": {"code", "message", "details"}}`; an
+`response_for` (called by the request middleware, app/request_context.py)
+turns an `HTTPError`, any aiohttp `HTTPException` and any unexpected
+exception into `{"error": {"code", "message", "details"}}`; an
 unexpected one is logged with its traceback and answered as 500 `internal`
 without leaking anything about it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from app.json_codec import json_response
 
@@ -188,19 +187,18 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
     return error_response(exc.status, code, exc.reason, headers=headers)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map every exception to the JSON error shape; never let a traceback reach a client."""
-    try:
-        return await handler(request)
-    except HTTPError as exc:
+def response_for(exc: Exception, request: web.BaseRequest) -> web.Response:
+    """The JSON error answering `exc`, raised by `request`'s handler; never a traceback.
+
+    Call it from the `except` block that caught `exc` (an unexpected error is
+    logged with its traceback). Redirects and 2xx raised as exceptions are not
+    errors: they are re-raised unchanged.
+    """
+    if isinstance(exc, HTTPError):
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
-    except web.HTTPException as exc:
-        if exc.status < 400:  # redirects and 2xx raised as exceptions pass through unchanged
-            raise
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            raise exc
         return _from_http_exception(exc)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(500, "internal", "Internal server error.")
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    return error_response(500, "internal", "Internal server error.")

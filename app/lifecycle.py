@@ -7,7 +7,6 @@ and what it had to cut off.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import os
 import secrets
@@ -16,7 +15,6 @@ import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from app import __version__
 
@@ -72,19 +70,16 @@ class Lifecycle:
             self.phase = Phase.DRAINING
             self.drain.in_flight_at_start = len(self.in_flight)
 
-    @web.middleware
-    async def track_requests(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Count requests in flight; note the ones a drain cuts off."""
-        key = id(request)
-        self.in_flight[key] = f"{request.method} {request.path}"
-        try:
-            return await handler(request)
-        except asyncio.CancelledError:
-            if self.phase is not Phase.RUNNING:
-                self.drain.cut_off.append(self.in_flight[key])
-            raise
-        finally:
-            del self.in_flight[key]
+    def untrack(self, request: web.BaseRequest) -> None:
+        """`request` became a long-lived connection (a WebSocket): stop counting it
+        as in flight. Its plugin closes it during the drain, so it neither pins the
+        drain nor counts in the drain report or `keel_http_requests_in_flight`."""
+        self.in_flight.pop(id(request), None)
+
+    def cancelled(self, key: int) -> None:
+        """The request tracked under `key` was cancelled: a drain cut it off, unless running."""
+        if self.phase is not Phase.RUNNING and key in self.in_flight:
+            self.drain.cut_off.append(self.in_flight[key])
 
 
 LIFECYCLE = web.AppKey("keel.lifecycle", Lifecycle)

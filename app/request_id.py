@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 HEADER = "X-Request-ID"
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -45,13 +44,11 @@ class RequestIds:
     def new(self) -> str:
         return f"{self._prefix}{next(self._counter):010x}"
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Choose the request's id before anything else runs, so every log line carries it."""
+    def assign(self, request: web.Request) -> None:
+        """Give `request` its id before anything else runs, so every log line carries it."""
         request_id = choose_request_id(request.headers.get(HEADER), self.new)
         request[REQUEST_ID] = request_id
         current_request_id.set(request_id)
-        return await handler(request)
 
 
 async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
