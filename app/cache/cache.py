@@ -111,7 +111,9 @@ class Cache:
         self.max_pending = max_pending
         self._jitter = jitter
         self._flights: dict[str, asyncio.Future[Lookup]] = {}
-        self._tokens = (f"{os.getpid()}-{id(self):x}-{n}" for n in itertools.count())
+        # Lease tokens: unique across instances (pid, object) and cheap to make.
+        self._token_prefix = f"{os.getpid()}-{id(self):x}-"
+        self._token_numbers = itertools.count()
         # Outage bookkeeping: invalidations not delivered, and whether the
         # backend may hold values that missed some (then: distrust on recovery).
         self.pending: set[str] = set()
@@ -256,7 +258,7 @@ class Cache:
     async def _lookup(
         self, key: str, loader: Callable[[], Awaitable[Any]], ttl: float | None
     ) -> Lookup:
-        token = next(self._tokens)
+        token = self._token_prefix + str(next(self._token_numbers))
         try:
             if not await self._ready():
                 raise Bypass()
