@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 
 import pytest
+import uvloop
 from redis.exceptions import RedisError, ResponseError
 
 from app.redis_batch import RedisBatcher
@@ -97,3 +98,13 @@ async def test_an_unreachable_server_fails_the_callers(redis_url: str) -> None:
             batcher.execute("PING"), batcher.execute("PING"), return_exceptions=True
         )
         assert all(isinstance(o, RedisError) for o in outcomes), outcomes
+
+
+def test_it_runs_on_uvloop(redis_url: str) -> None:
+    """Production runs on uvloop, whose transports are not asyncio's classes."""
+
+    async def ping() -> object:
+        async with open_batcher(redis_url) as batcher:
+            return await batcher.execute("PING")
+
+    assert uvloop.run(ping()) == b"PONG"
