@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 from app.config_schema import (
     Problems,
     Secret,
+    SecretUrl,
     build,
     check,
     not_negative,
@@ -34,7 +35,18 @@ T = TypeVar("T")
 ENV_PREFIX = "KEEL_"
 CONFIG_ENV = "KEEL_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
-DEFAULT_PLUGINS = ("metrics", "redis", "breakers", "ratelimit", "sharding", "cache", "upstreams")
+DEFAULT_PLUGINS = (
+    "metrics",
+    "redis",
+    "breakers",
+    "ratelimit",
+    "sharding",
+    "cache",
+    "upstreams",
+    "websocket",
+    "queue",
+    "demo",
+)
 
 
 def _networks(values: tuple[str, ...]) -> str | None:
@@ -90,6 +102,25 @@ class WorkerConfig:
     concurrency: int = field(default=8, metadata=check(positive))
 
 
+def _amqp_url(value: SecretUrl) -> str | None:
+    url = value.reveal()
+    if url and not url.startswith(("amqp://", "amqps://")):
+        example = "amqp://guest:guest@127.0.0.1:5672/"
+        return f'expected "" or a URL like "{example}", got "{value.redacted}"'
+    return None
+
+
+@dataclass(frozen=True)
+class AmqpConfig:
+    """`[amqp]`: the RabbitMQ broker of the queue plugin ("" = the embedded SQLite queue)."""
+
+    url: SecretUrl = field(default=SecretUrl(""), metadata=check(_amqp_url))
+    connect_timeout: float = field(default=5.0, metadata=check(positive))
+    publish_timeout: float = field(default=5.0, metadata=check(positive))
+    heartbeat: int = field(default=10, metadata=check(positive))
+    reconnect_max: float = field(default=10.0, metadata=check(positive))
+
+
 @dataclass(frozen=True)
 class PluginsConfig:
     """`[plugins]`: which plugins load, by name or `package.module:Class`."""
@@ -129,6 +160,7 @@ class Config:
 
     server: ServerConfig = field(default_factory=ServerConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
+    amqp: AmqpConfig = field(default_factory=AmqpConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     cors: CorsConfig = field(default_factory=CorsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
@@ -158,6 +190,7 @@ class Config:
 CORE_SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
     "worker": WorkerConfig,
+    "amqp": AmqpConfig,
     "plugins": PluginsConfig,
     "cors": CorsConfig,
     "admin": AdminConfig,

@@ -50,6 +50,9 @@ BUILTIN: dict[str, str] = {
     "upstreams": "app.plugins.upstreams:UpstreamsPlugin",
     "sharding": "app.plugins.sharding:ShardingPlugin",
     "cache": "app.plugins.cache:CachePlugin",
+    "queue": "app.plugins.queue:QueuePlugin",
+    "demo": "app.plugins.demo:DemoPlugin",
+    "websocket": "app.plugins.websocket:WebSocketPlugin",
 }
 
 ReadinessStatus = Literal["ok", "degraded", "down"]

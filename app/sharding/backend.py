@@ -70,6 +70,13 @@ class ShardBackend(Queries):
     def transaction(self) -> AbstractAsyncContextManager[Queries]:
         """A transaction: committed on normal exit, rolled back on an exception."""
 
+    async def write(self, sql: str, *args: Any) -> list[Row]:
+        """One statement in a transaction of its own; the rows it returns (RETURNING).
+
+        Backends run it in autocommit where they can: one round trip, not three."""
+        async with self.transaction() as tx:
+            return await tx.fetch(sql, *args)
+
     @abstractmethod
     async def run_script(self, tx: Queries, script: str) -> None:
         """Run a multi-statement migration script inside `tx`."""

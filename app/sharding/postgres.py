@@ -107,6 +107,10 @@ class PostgresBackend(ShardBackend):
     async def execute(self, sql: str, *args: Any) -> int:
         return await _Connection(self.shard, self._require()).execute(sql, *args)
 
+    async def write(self, sql: str, *args: Any) -> list[Row]:
+        # A pool statement runs in autocommit: one round trip, no BEGIN/COMMIT.
+        return await _Connection(self.shard, self._require()).fetch(sql, *args)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
         pool = self._require()

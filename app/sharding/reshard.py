@@ -30,7 +30,32 @@ class ShardedTable:
 ITEMS_TABLE = ShardedTable(
     "items", "id", ("id", "name", "price", "tags", "version", "created_at", "updated_at")
 )
-SHARDED_TABLES: tuple[ShardedTable, ...] = (ITEMS_TABLE,)
+# The queue plugin's job records (by job id) and idempotency keys (by key).
+JOBS_TABLE = ShardedTable(
+    "jobs",
+    "id",
+    (
+        "id",
+        "task",
+        "args",
+        "status",
+        "attempts",
+        "max_attempts",
+        "result",
+        "error",
+        "idempotency_key",
+        "run_at",
+        "published",
+        "relay_until",
+        "version",
+        "created_at",
+        "updated_at",
+    ),
+)
+JOB_KEYS_TABLE = ShardedTable(
+    "job_keys", "key", ("key", "job_id", "fingerprint", "created", "version")
+)
+SHARDED_TABLES: tuple[ShardedTable, ...] = (ITEMS_TABLE, JOBS_TABLE, JOB_KEYS_TABLE)
 
 
 @dataclass

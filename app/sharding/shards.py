@@ -138,6 +138,11 @@ class Shard:
         rows = await self.fetch(sql, *args)
         return rows[0] if rows else None
 
+    async def write(self, sql: str, *args: Any) -> list[Row]:
+        """One write statement as its own transaction (see `ShardBackend.write`)."""
+        self._refuse_while_down()
+        return await self._call(self.backend.write(sql, *args))
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
         """A transaction on this shard; statements in it are counted and timed out too."""

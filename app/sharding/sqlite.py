@@ -109,6 +109,13 @@ class SQLiteBackend(ShardBackend):
         async with self.transaction() as tx:
             return await tx.execute(sql, *args)
 
+    async def write(self, sql: str, *args: Any) -> list[Row]:
+        writer = self._require(self._writer)
+        # Autocommit: the statement is its own transaction, in one hop to the
+        # thread. The lock keeps it out of another coroutine's open transaction.
+        async with self._write_lock:
+            return await writer.fetch(sql, *args)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
         writer = self._require(self._writer)

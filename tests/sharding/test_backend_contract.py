@@ -197,6 +197,32 @@ async def test_concurrent_atomic_increments_lose_no_update(backend: ShardBackend
 # -- scripts ---------------------------------------------------------------------------------
 
 
+async def test_write_commits_one_statement_returns_its_rows_and_keeps_out_of_transactions(
+    backend: ShardBackend,
+) -> None:
+    await backend.execute(PAIRS)
+    rows = await backend.write("INSERT INTO pairs VALUES (1, 'a', 'b') RETURNING id, a")
+    assert rows == [{"id": 1, "a": "a"}]
+    assert await backend.write("UPDATE pairs SET a = 'z' WHERE id = 2 RETURNING id") == []
+    assert await count(backend, "pairs") == 1  # committed: visible to a read at once
+    # A write while another coroutine's transaction is open is not part of it.
+    writes: list[asyncio.Task[list[dict]]] = []
+
+    async def write_during_a_transaction_that_rolls_back() -> None:
+        async with backend.transaction() as tx:
+            await tx.execute("INSERT INTO pairs VALUES (2, 'in', 'tx')")
+            writes.append(
+                asyncio.create_task(backend.write("INSERT INTO pairs VALUES (3, 'w', 'w')"))
+            )
+            await asyncio.sleep(0.05)
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError, match="roll back"):
+        await write_during_a_transaction_that_rolls_back()
+    await writes[0]
+    assert [r["id"] for r in await backend.fetch("SELECT id FROM pairs ORDER BY id")] == [1, 3]
+
+
 async def test_run_script_runs_every_statement(backend: ShardBackend) -> None:
     script = (
         "-- two tables and a row\n"

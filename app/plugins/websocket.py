@@ -1,0 +1,129 @@
+"""The `websocket` plugin: `GET /ws` channels that span every instance.
+
+Publishes `app[WEBSOCKET]` (a `WebSocketService`; see `app/websocket/service.py`
+for the plugin author's API). With `[redis] url` set, publications cross
+instances through Redis pub/sub (`RedisBus`); otherwise they stay in process
+(`MemoryBus`). When the items API is enabled, every item change is published
+on the `items` channel; when the queue plugin is, every job status change on
+`jobs` (`{"event": <status>, "job": {…}}`, from `app[JOB_EVENTS]`).
+
+During the drain (`on_shutdown`) every client is closed with 1001, so open
+sockets never hold shutdown up. In the worker role there is no `/ws` route,
+but the service and the bus run: a worker's publications reach the serving
+instances' clients through Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from app.api.items import ITEMS
+from app.config import Config
+from app.items.model import ItemEvent
+from app.lifecycle import LIFECYCLE
+from app.openapi import error_response
+from app.plugins import BasePlugin, Readiness
+from app.plugins.metrics import METRICS
+from app.plugins.redis import REDIS
+from app.queue.job_events import JOB_EVENTS, JobEvent
+from app.websocket.connection import GOING_AWAY
+from app.websocket.endpoint import Endpoint
+from app.websocket.metrics import WebSocketCollector
+from app.websocket.redis_bus import RedisBus
+from app.websocket.service import WEBSOCKET, WebSocketService
+from app.websocket.settings import WebSocketSettings
+
+__all__ = ["WEBSOCKET", "WebSocketPlugin", "item_message"]
+
+log = logging.getLogger("keel.websocket")
+
+
+def item_message(event: ItemEvent) -> dict[str, Any]:
+    """What the `items` channel carries for one item change."""
+    if event.item is None:
+        return {"event": event.event, "id": event.id}
+    return {"event": event.event, "item": event.item}
+
+
+class WebSocketPlugin(BasePlugin):
+    name = "websocket"
+    optional = ("metrics", "redis", "sharding", "queue")
+    settings = WebSocketSettings
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.service = WebSocketService(config.section(WebSocketSettings))
+
+    def setup(self, app: web.Application) -> None:
+        service = self.service
+        redis = app.get(REDIS)
+        if redis is not None and redis.enabled:
+            service.bus = RedisBus(service.hub.deliver, redis)
+        app[WEBSOCKET] = service
+        metrics = app.get(METRICS)
+        registry = metrics.registry if metrics is not None else CollectorRegistry()
+        registry.register(WebSocketCollector(service))
+        if ITEMS in app:
+            service.relay(app[ITEMS].events, "items", item_message)
+        if JOB_EVENTS in app:
+            service.relay(app[JOB_EVENTS], "jobs", JobEvent.message)
+        lifecycle = app[LIFECYCLE]
+        if lifecycle.role == "serve":
+            endpoint = Endpoint(service, lifecycle)
+            app.router.add_get("/ws", endpoint.handle, name="websocket", allow_head=False)
+        app.on_shutdown.append(self._close_clients)
+
+    async def _close_clients(self, app: web.Application) -> None:
+        if open_sockets := len(self.service.hub.connections):
+            log.info("closing %d websocket(s) with 1001", open_sockets)
+        await self.service.close_all(GOING_AWAY, "server shutting down")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        async with self.service.bus.running():
+            yield
+
+    async def readiness(self) -> Readiness:
+        bus = self.service.bus
+        if bus.healthy:
+            return Readiness("ok", f"bus: {bus.backend}")
+        return Readiness(
+            "degraded", f"{bus.problem}; messages reach this instance's subscribers only"
+        )
+
+    def state(self) -> dict[str, Any]:
+        return self.service.state()
+
+    def reload(self, config: Config) -> list[str]:
+        self.config = config
+        return self.service.configure(config.section(WebSocketSettings))
+
+    def openapi_paths(self) -> dict[str, Any]:
+        return {
+            "/ws": {
+                "get": {
+                    "operationId": "websocket",
+                    "summary": "WebSocket: subscribe to channels, publish, receive messages",
+                    "description": (
+                        "A WebSocket handshake. JSON text frames: `subscribe`, `unsubscribe`,"
+                        " `publish`, `ping` from the client; `message`, `ok`, `error`, `pong`"
+                        " from the server (see the README, WebSocket). Close codes: 1001"
+                        " shutdown, 1009 frame over `max_message_size`, 1013 the client"
+                        " could not keep up."
+                    ),
+                    "tags": ["websocket"],
+                    "responses": {
+                        "101": {"description": "Switching protocols: the socket is open"},
+                        "400": error_response("Not a WebSocket handshake"),
+                        "403": error_response("Origin not in `[websocket] allowed_origins`"),
+                        "503": error_response("Shutting down (`Retry-After`)"),
+                    },
+                }
+            }
+        }

@@ -1,0 +1,364 @@
+"""The RabbitMQ backend through aiormq (topology: `app.queue.topology`; the supervised
+connection under it: `app.queue.amqp_link`).
+
+Publishing is `mandatory` with publisher confirms awaited (`publish_timeout`):
+`publish` returns only once the broker has the message on disk, and a
+message that no queue would take is returned and fails instead of vanishing.
+A publish that times out also forces a reconnect: a broker that stopped
+answering (a dead route) is otherwise only noticed by heartbeats.
+
+Deliveries are handed to the consumer through a local buffer (at most
+`prefetch` unacked); one whose channel died on the way is skipped — the
+broker delivers it again on the new connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from aiormq.abc import AbstractChannel, DeliveredMessage
+from aiormq.exceptions import PublishError
+from pamqp import commands as spec
+
+from app.config import AmqpConfig
+from app.queue.amqp_link import AMQP_ERRORS, BrokerLink, describe
+from app.queue.backend import (
+    DeadLetter,
+    Delivery,
+    QueueBackend,
+    QueueStats,
+    QueueUnavailable,
+    Requeue,
+)
+from app.queue.message import BadMessage, JobMessage, delay_bucket_ms
+from app.queue.topology import DELAY_QUEUE_SPARE_MS, QueueType, Topology
+
+log = logging.getLogger("keel.queue")
+
+REASON_HEADER = "x-keel-reason"
+_MAX_REASON = 1000
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value if isinstance(value, str) else ""
+
+
+class _BrokerDelivery(Delivery):
+    def __init__(
+        self,
+        backend: RabbitQueue,
+        channel: AbstractChannel,
+        tag: int,
+        message: JobMessage,
+        redeliveries: int,
+    ) -> None:
+        self._backend = backend
+        self.channel = channel
+        self._tag = tag
+        self.message = message
+        self.redeliveries = redeliveries
+
+    async def ack(self) -> None:
+        try:
+            await self.channel.basic_ack(self._tag)
+        except AMQP_ERRORS as exc:
+            raise QueueUnavailable(f"cannot ack job {self.message.id}: {describe(exc)}") from exc
+
+    async def retry(self, message: JobMessage, delay: float) -> None:
+        await self._backend.publish(message, delay)
+        await self.ack()
+
+    async def bury(self, message: JobMessage, reason: str) -> None:
+        await self._backend.publish_dead(message, reason)
+        await self.ack()
+
+    async def release(self) -> None:
+        # If the channel is already gone the broker has requeued it anyway.
+        with contextlib.suppress(*AMQP_ERRORS):
+            await self.channel.basic_nack(self._tag, requeue=True)
+
+
+class RabbitQueue(QueueBackend):
+    kind: ClassVar[str] = "rabbitmq"
+
+    def __init__(
+        self,
+        settings: AmqpConfig,
+        topology: Topology,
+        *,
+        prefetch: int,
+        delivery_limit: int,
+        client_name: str = "keel",
+    ) -> None:
+        self.settings = settings
+        self.topology = topology
+        self.link = BrokerLink(
+            settings,
+            topology,
+            prefetch=prefetch,
+            delivery_limit=delivery_limit,
+            client_name=client_name,
+            on_message=self._on_message,
+        )
+        self._deliveries: asyncio.Queue[_BrokerDelivery | None] = asyncio.Queue()
+        self._declared: dict[str, float] = {}  # delay queue -> when last declared
+
+    @property
+    def connected(self) -> bool:
+        return self.link.ready
+
+    @property
+    def last_error(self) -> str:
+        return self.link.error
+
+    @property
+    def consuming(self) -> bool:
+        return self.link.ready and self.link.consumer_tag is not None
+
+    @property
+    def queue_type(self) -> QueueType | None:
+        return self.link.queue_type
+
+    @property
+    def consumer_count(self) -> int:
+        return self.link.consumer_count
+
+    @property
+    def connects(self) -> int:
+        return self.link.connects
+
+    def on_connected(self, callback: Callable[[], None]) -> None:
+        self.link.on_connected(callback)
+
+    async def open(self) -> None:
+        self.link.on_connected(self._declared.clear)
+        await self.link.open()
+
+    async def close(self) -> None:
+        await self.link.close()
+
+    # --- publishing ------------------------------------------------------------------
+
+    async def publish(self, message: JobMessage, delay: float = 0.0) -> None:
+        ms = delay_bucket_ms(delay) if delay > 0 else 0
+        if ms == 0:
+            await self._publish(self.topology.main, message)
+            return
+        queue = await self._delay_queue(ms)
+        try:
+            await self._publish(queue, message)
+        except QueueUnavailable:
+            if queue in self._declared:
+                raise
+            # Returned: the delay queue was gone after all. Declare it and try once more.
+            await self._publish(await self._delay_queue(ms), message)
+
+    async def publish_dead(self, message: JobMessage, reason: str) -> None:
+        await self._publish(self.topology.dead, message, {REASON_HEADER: reason[:_MAX_REASON]})
+
+    async def _delay_queue(self, ms: int) -> str:
+        """The delay queue for `ms`, declared again often enough that it never expires
+        while it may hold a message (see `topology.DELAY_QUEUE_SPARE_MS`)."""
+        name = self.topology.delay(ms)
+        now = time.monotonic()
+        last = self._declared.get(name)
+        if last is None or now - last > DELAY_QUEUE_SPARE_MS / 2000:
+            kind = self.link.queue_type or "classic"
+            try:
+                await self.link.require_publisher().queue_declare(
+                    name,
+                    durable=True,
+                    arguments=self.topology.delay_arguments(kind, ms),
+                    timeout=self.settings.connect_timeout,
+                )
+            except AMQP_ERRORS as exc:
+                raise QueueUnavailable(f"cannot declare {name}: {describe(exc)}") from exc
+            self._declared[name] = now
+        return name
+
+    async def _publish(
+        self, queue: str, message: JobMessage, headers: dict[str, Any] | None = None
+    ) -> None:
+        channel = self.link.require_publisher()
+        properties = spec.Basic.Properties(
+            delivery_mode=2,  # persistent
+            content_type="application/json",
+            # Unique per publish: aiormq matches returns to publishes by message_id.
+            message_id=f"{message.id}:{message.attempt}:{secrets.token_hex(4)}",
+            headers=headers or {},
+        )
+        try:
+            confirmation = await channel.basic_publish(
+                message.encode(),
+                routing_key=queue,
+                mandatory=True,
+                properties=properties,
+                timeout=self.settings.publish_timeout,
+            )
+        except PublishError as exc:
+            self._declared.pop(queue, None)
+            if not self.topology.is_delay(queue):
+                self.link.request_reconnect(f"{queue} refused a message: re-declaring")
+            raise QueueUnavailable(f"{queue} did not take the message: {exc}") from exc
+        except TimeoutError as exc:
+            self.link.request_reconnect("a publish was not confirmed in time")
+            raise QueueUnavailable(
+                f"no confirm within {self.settings.publish_timeout}s from RabbitMQ"
+            ) from exc
+        except AMQP_ERRORS as exc:
+            raise QueueUnavailable(f"publish failed: {describe(exc)}") from exc
+        if not isinstance(confirmation, spec.Basic.Ack):
+            raise QueueUnavailable(f"RabbitMQ refused the message ({confirmation!r})")
+
+    # --- consuming -------------------------------------------------------------------
+
+    async def start_consuming(self) -> None:
+        await self.link.start_consuming()
+
+    async def stop_consuming(self) -> None:
+        await self.link.stop_consuming()
+        while not self._deliveries.empty():
+            delivery = self._deliveries.get_nowait()
+            if delivery is not None:
+                await delivery.release()
+        self._deliveries.put_nowait(None)  # wakes a waiting receive()
+
+    async def _on_message(self, delivered: DeliveredMessage) -> None:
+        channel = delivered.channel
+        delivery = delivered.delivery
+        if not isinstance(delivery, spec.Basic.Deliver) or delivery.delivery_tag is None:
+            return
+        tag = delivery.delivery_tag
+        if not self.link.want_consume:
+            with contextlib.suppress(*AMQP_ERRORS):
+                await channel.basic_nack(tag, requeue=True)
+            return
+        try:
+            message = JobMessage.decode(delivered.body)
+        except BadMessage as exc:
+            log.error("dead-lettering an unreadable message on %s: %s", self.topology.main, exc)
+            with contextlib.suppress(*AMQP_ERRORS):
+                # requeue=False on the main queue dead-letters it to <name>.dead.
+                await channel.basic_nack(tag, requeue=False)
+            return
+        headers = delivered.header.properties.headers or {}
+        count = headers.get("x-delivery-count")  # quorum queues count returns
+        redeliveries = count if isinstance(count, int) else int(bool(delivery.redelivered))
+        self._deliveries.put_nowait(_BrokerDelivery(self, channel, tag, message, redeliveries))
+
+    async def receive(self) -> Delivery:
+        while True:
+            if not self.link.want_consume:
+                raise QueueUnavailable("not consuming")
+            delivery = await self._deliveries.get()
+            if delivery is None:
+                continue
+            if delivery.channel.is_closed:
+                continue  # its channel is gone: the broker delivers it again
+            return delivery
+
+    # --- state and the dead queue ----------------------------------------------------
+
+    async def stats(self) -> QueueStats:
+        publisher = self.link.require_publisher()
+        timeout = self.settings.connect_timeout
+        try:
+            main = await publisher.queue_declare(self.topology.main, passive=True, timeout=timeout)
+            dead = await publisher.queue_declare(self.topology.dead, passive=True, timeout=timeout)
+        except AMQP_ERRORS as exc:
+            raise QueueUnavailable(f"cannot read queue stats: {describe(exc)}") from exc
+        return QueueStats(
+            depth=int(main.message_count or 0),
+            dead=int(dead.message_count or 0),
+            consumers=int(main.consumer_count or 0),
+        )
+
+    async def _scan_dead(
+        self, take: Callable[[DeliveredMessage], Awaitable[bool]], limit: int | None = None
+    ) -> int:
+        """Get each dead message once on a channel of its own; ack those `take` accepts.
+
+        The others stay unacked while the scan runs (so a get never returns one
+        twice) and go back to the dead queue when the channel closes — also if
+        this process dies mid-scan.
+        """
+        connection = self.link.connection
+        if connection is None or not self.connected or connection.is_closed:
+            raise QueueUnavailable(f"RabbitMQ is not connected ({self.last_error or 'connecting'})")
+        timeout = self.settings.connect_timeout
+        taken = 0
+        try:
+            channel = await connection.channel(publisher_confirms=False)
+            try:
+                declared = await channel.queue_declare(
+                    self.topology.dead, passive=True, timeout=timeout
+                )
+                count = int(declared.message_count or 0)
+                for _ in range(count if limit is None else min(count, limit)):
+                    got = await channel.basic_get(self.topology.dead, timeout=timeout)
+                    delivery = got.delivery
+                    if not isinstance(delivery, spec.Basic.GetOk):
+                        break  # GetEmpty: nothing (more) there
+                    if await take(got):
+                        assert delivery.delivery_tag is not None
+                        await channel.basic_ack(delivery.delivery_tag)
+                        taken += 1
+            finally:
+                with contextlib.suppress(*AMQP_ERRORS):
+                    async with asyncio.timeout(timeout):
+                        await channel.close()
+        except AMQP_ERRORS as exc:
+            raise QueueUnavailable(f"dead queue: {describe(exc)}") from exc
+        return taken
+
+    @staticmethod
+    def _reason(delivered: DeliveredMessage) -> str:
+        headers = delivered.header.properties.headers or {}
+        reason = _text(headers.get(REASON_HEADER))
+        if reason:
+            return reason
+        deaths = headers.get("x-death")
+        if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+            return f"dead-lettered by RabbitMQ: {_text(deaths[0].get('reason')) or '?'}"
+        return ""
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        found: list[DeadLetter] = []
+
+        async def look(delivered: DeliveredMessage) -> bool:
+            with contextlib.suppress(BadMessage):
+                found.append(DeadLetter(JobMessage.decode(delivered.body), self._reason(delivered)))
+            return False
+
+        await self._scan_dead(look, limit)
+        return found
+
+    async def requeue_dead(self, job_ids: frozenset[str] | None, requeue: Requeue) -> int:
+        async def take(delivered: DeliveredMessage) -> bool:
+            try:
+                message = JobMessage.decode(delivered.body)
+            except BadMessage:
+                return False
+            if job_ids is not None and message.id not in job_ids:
+                return False
+            return await requeue(message)
+
+        return await self._scan_dead(take)
+
+    async def purge_dead(self) -> int:
+        publisher = self.link.require_publisher()
+        try:
+            purged = await publisher.queue_purge(
+                self.topology.dead, timeout=self.settings.connect_timeout
+            )
+        except AMQP_ERRORS as exc:
+            raise QueueUnavailable(f"cannot purge {self.topology.dead}: {describe(exc)}") from exc
+        return int(purged.message_count or 0)

@@ -1,0 +1,77 @@
+"""This instance's connections and, per channel, the connections subscribed to it.
+
+The hub is where a publication meets sockets: `deliver(channel, payload)`
+frames the serialized message once and hands the same bytes to every local
+subscriber (`Connection.send` never awaits, so a slow socket costs the others
+nothing). It also says when a channel gains its first local subscriber or
+loses its last, which is when the bus starts or stops receiving it.
+"""
+
+from __future__ import annotations
+
+from app.websocket.connection import Connection
+from app.websocket.frames import text_frame
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.connections: set[Connection] = set()
+        self._channels: dict[str, set[Connection]] = {}
+        # Read at scrape time by the metrics collector: no per-message metric calls.
+        self.delivered = 0
+        self.dropped = 0
+
+    def add(self, connection: Connection) -> None:
+        self.connections.add(connection)
+
+    def remove(self, connection: Connection) -> list[str]:
+        """Forget `connection`; returns the channels it was the last local subscriber of."""
+        self.connections.discard(connection)
+        channels = connection.subscriptions.copy()
+        return [channel for channel in channels if self.unsubscribe(connection, channel)]
+
+    def subscribe(self, connection: Connection, channel: str) -> bool:
+        """Add a subscription; True when `channel` had no local subscriber before."""
+        if channel in connection.subscriptions:
+            return False
+        connection.subscriptions.append(channel)
+        subscribers = self._channels.get(channel)
+        if subscribers is None:
+            self._channels[channel] = {connection}
+            return True
+        subscribers.add(connection)
+        return False
+
+    def unsubscribe(self, connection: Connection, channel: str) -> bool:
+        """Drop a subscription; True when it was `channel`'s last local subscriber."""
+        if channel in connection.subscriptions:
+            connection.subscriptions.remove(channel)
+        subscribers = self._channels.get(channel)
+        if subscribers is None or connection not in subscribers:
+            return False
+        subscribers.discard(connection)
+        if subscribers:
+            return False
+        del self._channels[channel]
+        return True
+
+    def subscribers(self, channel: str) -> int:
+        return len(self._channels.get(channel, ()))
+
+    def channels(self) -> dict[str, int]:
+        """Every channel with local subscribers, and how many."""
+        return {name: len(subscribers) for name, subscribers in self._channels.items()}
+
+    def deliver(self, channel: str, payload: bytes) -> int:
+        """Send one serialized message to every local subscriber of `channel`; how many took it."""
+        subscribers = self._channels.get(channel)
+        if not subscribers:
+            return 0
+        frame = text_frame(payload)
+        sent = 0
+        for connection in subscribers:  # send() never changes the set
+            if connection.send(frame):
+                sent += 1
+        self.delivered += sent
+        self.dropped += len(subscribers) - sent
+        return sent

@@ -1,0 +1,333 @@
+"""The Redis bus: publications cross instances through Redis pub/sub.
+
+One pub/sub connection per instance, subscribed to `<key_prefix>ws:<channel>`
+for exactly the channels that have subscribers on this instance — SUBSCRIBE on
+the first, UNSUBSCRIBE after the last — so Redis sends an instance only what
+someone on it wants.
+
+Publishing delivers locally first, then PUBLISHes, through the shared request
+pipeline and the `redis` guard, the payload prefixed with this bus's origin
+tag. Each listener drops its own instance's messages (they were delivered
+already) and hands the others to the hub as they are: nothing is decoded.
+
+Two tasks share the connection: the listener reads (messages, subscription
+replies, pongs), the syncer writes (SUBSCRIBE/UNSUBSCRIBE to match the
+channels wanted, and a PING every `PING_INTERVAL`).
+
+Degraded mode. When Redis stops answering — PUBLISH fails or the guard refuses
+it, or nothing arrives on the pub/sub connection for `LISTEN_DEADLINE` — local
+delivery goes on untouched; messages published meanwhile reach their own
+instance only (pub/sub keeps nothing for later). The listener reconnects as
+soon as the `redis` guard lets a call through (with the breakers plugin: once
+the `redis` breaker half-opens; its trials close it) and resubscribes every
+channel wanted at that moment. `healthy` is false, and readiness `degraded`,
+until both directions work again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from redis.asyncio.client import PubSub
+
+from app.guard import Refused, call_guarded
+from app.plugins.redis import REDIS_ERRORS, RedisService
+from app.websocket.bus import Bus, Deliver
+
+log = logging.getLogger("keel.websocket")
+
+PING_INTERVAL = 1.0  # seconds between pings on the pub/sub connection
+LISTEN_DEADLINE = 3.0  # nothing heard for this long: the connection is lost
+OPEN_TIMEOUT = 1.0  # for the first reply on a new connection
+RECONNECT_DELAY = 0.5
+READY_TIMEOUT = 1.0  # longest a subscriber waits for Redis to confirm a channel
+STARTUP_WAIT = 1.0  # startup waits this long for the first connection, then degrades
+STOP_TIMEOUT = 5.0
+ORIGIN_BYTES = 16
+
+
+class RedisBus(Bus):
+    backend = "redis"
+
+    def __init__(self, deliver: Deliver, redis: RedisService) -> None:
+        super().__init__(deliver)
+        self.redis = redis
+        self.prefix = redis.key("ws", "")
+        self._prefix_bytes = self.prefix.encode()
+        self.origin = secrets.token_hex(ORIGIN_BYTES // 2).encode()
+        self._wanted: set[str] = set()  # channels with local subscribers
+        self._sent: set[str] = set()  # channels SUBSCRIBEd on the live connection
+        self._unconfirmed: dict[str, int] = {}  # SUBSCRIBEs sent, replies not yet read
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._pubsub: PubSub | None = None  # the live connection
+        self._broken: BaseException | None = None  # a write on it failed
+        self._stop = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._live = asyncio.Event()
+        self._last_heard = 0.0
+        self._last_ping = 0.0
+        self._publish_failing = False
+        self.last_error = ""
+        self.outage_since: float | None = None
+        self.published = 0
+        self.received = 0
+        self.unsent = 0
+        self.connects = 0
+
+    # --- the Bus interface ----------------------------------------------------------
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        self.deliver(channel, payload)
+        batch = self.redis.batch
+        if batch is None:  # not started, or stopping
+            self.unsent += 1
+            return
+        key, message = self.prefix + channel, self.origin + payload
+        try:
+            await call_guarded(
+                self.redis.breaker, lambda: batch.execute("PUBLISH", key, message), REDIS_ERRORS
+            )
+        except Refused:
+            self.unsent += 1
+            return
+        except REDIS_ERRORS as exc:
+            self.unsent += 1
+            if not self._publish_failing:
+                log.warning("websocket bus: PUBLISH failed (%s); delivering locally only", exc)
+            self._publish_failing = True
+            return
+        self.published += 1
+        if self._publish_failing:
+            log.info("websocket bus: PUBLISH works again")
+            self._publish_failing = False
+
+    def watch(self, channel: str) -> None:
+        self._wanted.add(channel)
+        self._dirty.set()
+
+    def unwatch(self, channel: str) -> None:
+        self._wanted.discard(channel)
+        self._dirty.set()
+
+    async def ready(self, channel: str) -> None:
+        if self._pubsub is None or channel not in self._wanted or self._confirmed(channel):
+            return
+        waiter = self._waiters.setdefault(channel, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(READY_TIMEOUT):
+                await waiter.wait()
+
+    @property
+    def healthy(self) -> bool:
+        return self._pubsub is not None and self._guard_lets_through()
+
+    @property
+    def problem(self) -> str:
+        if self._pubsub is None:
+            return f"redis pub/sub unreachable ({self.last_error or 'connecting'})"
+        if not self._guard_lets_through():
+            return f"redis breaker {self.redis.breaker.state}: PUBLISH refused"
+        return ""
+
+    def _guard_lets_through(self) -> bool:
+        return self.redis.breaker.state not in ("open", "forced_open")
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "healthy": self.healthy,
+            "problem": self.problem,
+            "connected": self._pubsub is not None,
+            "redis_channels": len(self._sent),
+            "published": self.published,
+            "received": self.received,
+            "unsent": self.unsent,
+            "connects": self.connects,
+            "last_error": self.last_error,
+            "outage_since": self.outage_since,
+        }
+
+    def subscribed(self) -> set[str]:
+        """The channels Redis has confirmed on the live connection."""
+        return {c for c in self._sent if self._confirmed(c)}
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        self._stop.clear()
+        tasks = [
+            asyncio.create_task(self._listen(), name="keel.websocket.bus.listen"),
+            asyncio.create_task(self._sync(), name="keel.websocket.bus.sync"),
+        ]
+        with contextlib.suppress(TimeoutError):
+            # Readiness is right from the start; an outage at startup degrades.
+            async with asyncio.timeout(STARTUP_WAIT):
+                await self._live.wait()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            self._dirty.set()
+            for task in tasks:
+                task.cancel()
+            done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+            for task in pending:
+                log.error("%s did not stop within %.0f s", task.get_name(), STOP_TIMEOUT)
+            for task in done:
+                if not task.cancelled() and (exc := task.exception()) is not None:
+                    log.error("%s failed", task.get_name(), exc_info=exc)
+
+    # --- the listener: one connection at a time -------------------------------------
+
+    async def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._session()
+                return  # stopped
+            except Refused:
+                delay = max(self.redis.breaker.retry_after(), RECONNECT_DELAY)
+            except REDIS_ERRORS as exc:
+                self._lost(exc)
+                delay = RECONNECT_DELAY
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
+
+    async def _session(self) -> None:
+        client = self.redis.client
+        if client is None:
+            raise ConnectionError("the redis client is closed")
+        pubsub = client.pubsub()
+        try:
+            await call_guarded(self.redis.breaker, lambda: self._open(pubsub), REDIS_ERRORS)
+            self._go_live(pubsub)
+            await self._receive(pubsub)
+        finally:
+            self._end(pubsub)
+            with contextlib.suppress(*REDIS_ERRORS):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _open(self, pubsub: PubSub) -> None:
+        channels = sorted(self._wanted)
+        self._sent = set(channels)
+        self._unconfirmed = dict.fromkeys(channels, 1)
+        if channels:
+            await pubsub.subscribe(*(self.prefix + c for c in channels))
+        else:
+            await pubsub.ping()
+        # The first reply proves that Redis answers on this connection.
+        message = await pubsub.get_message(timeout=OPEN_TIMEOUT)
+        if message is None:
+            raise TimeoutError(f"no answer on a new pub/sub connection within {OPEN_TIMEOUT} s")
+        self._handle(message)
+
+    def _go_live(self, pubsub: PubSub) -> None:
+        self._pubsub = pubsub
+        self._broken = None
+        self._last_heard = self._last_ping = time.monotonic()
+        self.connects += 1
+        if self.last_error:
+            log.info(
+                "websocket bus: redis pub/sub is back; %d channel(s) subscribed", len(self._sent)
+            )
+        self.last_error = ""
+        self.outage_since = None
+        self._live.set()
+        self._dirty.set()  # channels wanted while connecting
+
+    async def _receive(self, pubsub: PubSub) -> None:
+        while not self._stop.is_set():
+            message = await pubsub.get_message(timeout=PING_INTERVAL)
+            now = time.monotonic()
+            if message is not None:
+                self._last_heard = now
+                self._handle(message)
+            if self._broken is not None:
+                raise self._broken
+            if now - self._last_heard > LISTEN_DEADLINE:
+                raise TimeoutError(f"no answer on the pub/sub connection for {LISTEN_DEADLINE} s")
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "message":
+            data: bytes = message["data"]
+            if data[:ORIGIN_BYTES] == self.origin:
+                return  # ours: delivered here when it was published
+            self.received += 1
+            channel = message["channel"][len(self._prefix_bytes) :].decode()
+            self.deliver(channel, data[ORIGIN_BYTES:])
+        elif kind == "subscribe":
+            channel = message["channel"][len(self._prefix_bytes) :].decode()
+            left = self._unconfirmed.get(channel, 0) - 1
+            if left > 0:
+                self._unconfirmed[channel] = left
+                return
+            self._unconfirmed.pop(channel, None)
+            if channel in self._sent and (waiter := self._waiters.pop(channel, None)):
+                waiter.set()
+
+    def _confirmed(self, channel: str) -> bool:
+        return channel in self._sent and channel not in self._unconfirmed
+
+    def _end(self, pubsub: PubSub) -> None:
+        if self._pubsub is not None and self._pubsub is not pubsub:
+            return
+        self._pubsub = None
+        self._broken = None
+        self._live.clear()
+        self._sent = set()
+        self._unconfirmed = {}
+        for waiter in self._waiters.values():
+            waiter.set()  # nobody waits for a connection that is gone
+        self._waiters.clear()
+
+    def _lost(self, exc: BaseException) -> None:
+        if not self.last_error:
+            log.warning(
+                "websocket bus: redis pub/sub lost (%s); messages reach this instance's"
+                " subscribers only until it is back",
+                exc,
+            )
+            self.outage_since = time.time()
+        self.last_error = str(exc) or type(exc).__name__
+
+    # --- the syncer: subscriptions and pings ---------------------------------------
+
+    async def _sync(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PING_INTERVAL):
+                    await self._dirty.wait()
+            self._dirty.clear()
+            pubsub = self._pubsub
+            if pubsub is None or self._stop.is_set():
+                continue
+            try:
+                await self._apply(pubsub)
+            except REDIS_ERRORS as exc:
+                if pubsub is self._pubsub:
+                    self._broken = exc  # the listener ends this connection
+
+    async def _apply(self, pubsub: PubSub) -> None:
+        # Bookkeeping happens before each write: a write never races a new connection.
+        add = self._wanted - self._sent
+        drop = self._sent - self._wanted
+        if add:
+            self._sent |= add
+            for channel in add:
+                # Counted, not flagged: SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE in a row
+                # is confirmed by the last reply, not by the first.
+                self._unconfirmed[channel] = self._unconfirmed.get(channel, 0) + 1
+            await pubsub.subscribe(*(self.prefix + c for c in sorted(add)))
+        if drop:
+            self._sent -= drop
+            await pubsub.unsubscribe(*(self.prefix + c for c in sorted(drop)))
+        now = time.monotonic()
+        if now - self._last_ping >= PING_INTERVAL:
+            self._last_ping = now
+            await pubsub.ping()

@@ -1,0 +1,42 @@
+"""`[websocket]`: limits of the `/ws` endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.config_schema import check, not_negative, positive
+from app.ratelimit.limits import check_limit
+from app.websocket.channels import check_patterns
+
+
+def _origins(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        if value != "*" and (not value.startswith(("http://", "https://")) or value.endswith("/")):
+            return f'expected "*" or origins like "https://example.com", got "{value}"'
+    return None
+
+
+@dataclass(frozen=True)
+class WebSocketSettings:
+    """`[websocket]`.
+
+    `max_message_size`: largest client frame in bytes (larger: close 1009).
+    `heartbeat`: seconds between pings to each client; a client that does not
+    answer within half of it is closed (0 = no pings).
+    `allowed_origins`: browser origins that may connect besides the page's own
+    ("*" = any); a handshake from another origin gets 403.
+    `publish_channels`: patterns of channels clients may publish on ("chat.*");
+    plugins add theirs with `app[WEBSOCKET].allow_publish`.
+    `send_queue`: frames queued per client while its socket is full; one more
+    closes it with 1013.
+    `publish_limit`: publish ops per connection ("N/second|minute|hour|day").
+    `max_subscriptions`: channels one connection may subscribe to.
+    """
+
+    max_message_size: int = field(default=65536, metadata=check(positive))
+    heartbeat: float = field(default=30.0, metadata=check(not_negative))
+    allowed_origins: tuple[str, ...] = field(default=(), metadata=check(_origins))
+    publish_channels: tuple[str, ...] = field(default=(), metadata=check(check_patterns))
+    send_queue: int = field(default=256, metadata=check(positive))
+    publish_limit: str = field(default="20/second", metadata=check(check_limit))
+    max_subscriptions: int = field(default=100, metadata=check(positive))

@@ -1,0 +1,354 @@
+"""Jobs benchmark: jobs/s end to end through Keel, against bare aiormq, in one run.
+
+Three scenarios, each measured ``--rounds`` times (median reported):
+
+- ``bare-aiormq``: the reference — one aiormq connection publishing persistent
+  messages to a durable quorum queue with publisher confirms (``--concurrency``
+  publishes in flight) while a consumer (prefetch 16) acks each; time from the
+  first publish to the last ack.
+- ``keel-rabbitmq``: ``run.py serve`` (default plugins, consuming itself) on the
+  same RabbitMQ: ``--concurrency`` clients submit ``demo.echo`` over HTTP
+  (``POST /api/jobs``: record on a shard, publish, confirm, 202), Keel runs each
+  and records it succeeded; time from the first submit until Keel's
+  ``keel_jobs_total{status="succeeded"}`` counts them all. Every job's status
+  is then checked over HTTP (untimed).
+- ``keel-embedded``: the same on the embedded SQLite queue.
+
+Keel runs pinned to CPU core 0, this script to core 1 (RabbitMQ is not pinned:
+it stands for another machine). A report, not a test: exit 1 only when there is
+no figure (a server failed, a job did not succeed).
+
+    python bench/jobs.py [--jobs 2000] [--concurrency 32] [--rounds 3] [--only keel-embedded]
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import aiohttp
+import aiormq
+from pamqp import commands as spec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+AMQP_URL = os.environ.get("KEEL_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+SERVER_CORE, CLIENT_CORE = 0, 1
+START_TIMEOUT = 30.0
+RUN_TIMEOUT = 300.0
+WARMUP_JOBS = 200
+SCENARIOS = ("bare-aiormq", "keel-rabbitmq", "keel-embedded")
+_SUCCEEDED = re.compile(
+    r'^keel_jobs_total\{status="succeeded",task="demo.echo"\} ([\d.e+]+)$', re.M
+)
+
+
+class BenchError(Exception):
+    """No figure: a server or a job failed."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def pin(core: int) -> str:
+    """Run this process on `core` when the machine has it; say what happened."""
+    try:
+        os.sched_setaffinity(0, {core})
+    except (AttributeError, OSError) as exc:
+        return f"not pinned ({exc})"
+    return f"core {core}"
+
+
+# --- the reference: bare aiormq ---------------------------------------------------
+
+
+async def bare_aiormq(jobs: int, concurrency: int) -> float:
+    """Messages/s: publish with confirm, consume, ack — the floor of any job queue."""
+    queue = f"keel-bench-bare-{os.getpid()}"
+    connection = await aiormq.connect(AMQP_URL)
+    try:
+        publisher = await connection.channel()
+        await publisher.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        consumer = await connection.channel()
+        await consumer.basic_qos(prefetch_count=16)
+        done = asyncio.Event()
+        acked = 0
+
+        async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
+            nonlocal acked
+            assert isinstance(message.delivery, spec.Basic.Deliver)
+            await consumer.basic_ack(message.delivery.delivery_tag)
+            acked += 1
+            if acked == jobs:
+                done.set()
+
+        consuming = await consumer.basic_consume(queue, on_message)
+        body = json.dumps({"task": "demo.echo", "args": {"n": 0}}).encode()
+        properties = spec.Basic.Properties(delivery_mode=2, content_type="application/json")
+        slots = asyncio.Semaphore(concurrency)
+
+        async def publish() -> None:
+            async with slots:
+                confirm = await publisher.basic_publish(
+                    body, routing_key=queue, mandatory=True, properties=properties
+                )
+                if not isinstance(confirm, spec.Basic.Ack):
+                    raise BenchError(f"bare publish not confirmed: {confirm!r}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(publish() for _ in range(jobs)))
+        async with asyncio.timeout(RUN_TIMEOUT):
+            await done.wait()
+        elapsed = time.perf_counter() - started
+        assert consuming.consumer_tag is not None
+        await consumer.basic_cancel(consuming.consumer_tag)
+        await publisher.queue_delete(queue)
+        return jobs / elapsed
+    finally:
+        await connection.close()
+
+
+# --- Keel ---------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def keel_server(name: str, work_dir: Path, env: dict[str, str]) -> AsyncIterator[str]:
+    port = free_port()
+    log = work_dir / f"{name}.log"
+    settings = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KEEL_")},
+        "KEEL_SERVER__DATA_DIR": str(work_dir / f"{name}-data"),
+        "KEEL_SERVER__DRAIN_DELAY": "0",
+        "KEEL_LOGGING__LEVEL": "warning",
+        "KEEL_LOGGING__ACCESS_LOG": "false",
+        "KEEL_RATELIMIT__DEFAULT": "1000000000/second",
+        **env,
+    }
+    command = ["run.py", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    taskset = ["taskset", "-c", str(SERVER_CORE)] if _has_taskset() else []
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *taskset,
+            sys.executable,
+            *command,
+            cwd=REPO_ROOT,
+            env=settings,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_until_ready(proc, url, log)
+        yield url
+        if proc.returncode is not None:
+            raise BenchError(f"{name}: the server died under load:\n{_tail(log)}")
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def _has_taskset() -> bool:
+    return shutil.which("taskset") is not None
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def _wait_until_ready(proc: asyncio.subprocess.Process, url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise BenchError(f"the server exited with {proc.returncode}:\n{_tail(log)}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"{url}/readyz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise BenchError(f"the server was not ready within {START_TIMEOUT:.0f} s:\n{_tail(log)}")
+
+
+async def _succeeded(session: aiohttp.ClientSession, url: str) -> int:
+    async with session.get(f"{url}/metrics") as response:
+        match = _SUCCEEDED.search(await response.text())
+    return int(float(match.group(1))) if match else 0
+
+
+async def _run_jobs(
+    session: aiohttp.ClientSession, url: str, jobs: int, concurrency: int
+) -> list[str]:
+    """Submit `jobs` demo.echo jobs with `concurrency` clients; wait until all succeeded."""
+    before = await _succeeded(session, url)
+    ids: list[str] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(jobs):
+        queue.put_nowait(n)
+
+    async def client() -> None:
+        while not queue.empty():
+            n = queue.get_nowait()
+            body = {"task": "demo.echo", "args": {"n": n}}
+            async with session.post(f"{url}/api/jobs", json=body) as response:
+                if response.status != 202:
+                    raise BenchError(f"POST /api/jobs: {response.status} {await response.text()}")
+                ids.append((await response.json())["id"])
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    async with asyncio.timeout(RUN_TIMEOUT):
+        while True:  # Keel's own counter: light on the server, unlike polling each job
+            if await _succeeded(session, url) >= before + jobs:
+                return ids
+            await asyncio.sleep(0.02)
+
+
+async def keel(
+    name: str, work_dir: Path, env: dict[str, str], jobs: int, concurrency: int
+) -> float:
+    """Jobs/s from the first submit until Keel has recorded every job succeeded."""
+    async with keel_server(name, work_dir, env) as url:
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await _run_jobs(session, url, WARMUP_JOBS, concurrency)
+            started = time.perf_counter()
+            ids = await _run_jobs(session, url, jobs, concurrency)
+            elapsed = time.perf_counter() - started
+            for job_id in ids:  # untimed: every job reads back as succeeded
+                async with session.get(f"{url}/api/jobs/{job_id}") as response:
+                    job = await response.json()
+                if job.get("status") != "succeeded":
+                    raise BenchError(f"{name}: job {job_id} is {job}")
+    return jobs / elapsed
+
+
+async def _delete_queues(prefix: str) -> None:
+    connection = await aiormq.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        for suffix in ("jobs", "dead"):
+            await channel.queue_delete(f"{prefix}.{suffix}")
+    finally:
+        await connection.close()
+
+
+async def broker_answers() -> bool:
+    try:
+        async with asyncio.timeout(3):
+            connection = await aiormq.connect(AMQP_URL)
+            await connection.close()
+    except (OSError, TimeoutError, aiormq.exceptions.AMQPError):
+        return False
+    return True
+
+
+# --- the run ------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> dict[str, list[float]]:
+    selected = [s for s in SCENARIOS if not args.only or s in args.only]
+    if any(s != "keel-embedded" for s in selected) and not await broker_answers():
+        print(f"RabbitMQ at {AMQP_URL} does not answer: RabbitMQ scenarios skipped")
+        selected = [s for s in selected if s == "keel-embedded"]
+    rounds: dict[str, list[float]] = {name: [] for name in selected}
+    with tempfile.TemporaryDirectory(prefix="keel-bench-jobs-") as tmp:
+        work_dir = Path(tmp)
+        for round_number in range(args.rounds):
+            for name in selected:
+                if name == "bare-aiormq":
+                    figure = await bare_aiormq(args.jobs, args.concurrency)
+                elif name == "keel-rabbitmq":
+                    prefix = f"keel-bench-{os.getpid()}-{round_number}"
+                    env = {"KEEL_AMQP__URL": AMQP_URL, "KEEL_QUEUE__NAME": prefix}
+                    try:
+                        figure = await keel(name, work_dir, env, args.jobs, args.concurrency)
+                    finally:
+                        await _delete_queues(prefix)
+                else:
+                    figure = await keel(name, work_dir, {}, args.jobs, args.concurrency)
+                rounds[name].append(figure)
+                print(f"round {round_number + 1}: {name:<14} {figure:>10,.1f} jobs/s", flush=True)
+    return rounds
+
+
+def summarize(rounds: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Median jobs/s per scenario and the median of its per-round ratios to bare-aiormq
+    (a ratio within one round cancels most of the drift a shared machine adds)."""
+    bare = rounds.get("bare-aiormq")
+    summary: dict[str, dict[str, float]] = {}
+    for name, figures in rounds.items():
+        summary[name] = {"jobs_per_sec": statistics.median(figures)}
+        if bare:
+            ratios = [figure / base for figure, base in zip(figures, bare, strict=True)]
+            summary[name]["vs_bare"] = statistics.median(ratios)
+    return summary
+
+
+def report(summary: dict[str, dict[str, float]]) -> str:
+    lines = [f"{'scenario':<14} {'jobs/s':>10}  vs bare-aiormq"]
+    for name, figures in summary.items():
+        ratio = f"{figures['vs_bare']:.3f}" if "vs_bare" in figures else "-"
+        lines.append(f"{name:<14} {figures['jobs_per_sec']:>10,.1f}  {ratio:>6}")
+    for name in ("keel-rabbitmq", "keel-embedded"):
+        if "vs_bare" in summary.get(name, {}):
+            lines.append(f"{name}/bare-aiormq ratio: {summary[name]['vs_bare']:.3f}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs per measured run")
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="HTTP clients / publishes in flight"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported")
+    parser.add_argument("--only", action="append", choices=SCENARIOS, help="run only these")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(
+        f"jobs benchmark: {args.jobs} jobs x {args.rounds} round(s), concurrency "
+        f"{args.concurrency}; Keel on core {SERVER_CORE}, this client on {pin(CLIENT_CORE)}"
+    )
+    try:
+        rounds = asyncio.run(run(args))
+    except (BenchError, aiohttp.ClientError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not rounds:
+        print("error: no scenario ran", file=sys.stderr)
+        return 1
+    summary = summarize(rounds)
+    print()
+    print(report(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rounds": rounds, "summary": summary}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The real app with the websocket plugin, and a small client for its protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app.application import create_app
+from app.plugins.websocket import WEBSOCKET
+from app.websocket.service import WebSocketService
+from tests.conftest import ConfigFactory
+
+StartApp = Callable[..., Awaitable[TestClient]]
+
+REPLY_TIMEOUT = 2.0
+
+
+class Peer:
+    """A test's WebSocket client: send frames, read what the server sends."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        await self.ws.send_str(frame if isinstance(frame, str) else json.dumps(frame))
+
+    async def next(self, timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
+        """The next frame the server sends, parsed."""
+        message = await self.receive(timeout)
+        assert message.type is aiohttp.WSMsgType.TEXT, message
+        frame: dict[str, Any] = orjson.loads(message.data)
+        return frame
+
+    async def receive(self, timeout: float) -> aiohttp.WSMessage:
+        # Not receive(timeout=): aiohttp restarts that timeout at every ping it answers.
+        async with asyncio.timeout(timeout):
+            return await self.ws.receive()
+
+    async def op(self, frame: dict[str, Any] | str) -> dict[str, Any]:
+        """Send and return the reply (the next frame)."""
+        await self.send(frame)
+        return await self.next()
+
+    async def ok(self, frame: dict[str, Any]) -> None:
+        reply = await self.op(frame)
+        assert reply == {"op": "ok", "ref": frame.get("ref")}, reply
+
+    async def subscribe(self, *channels: str) -> None:
+        for channel in channels:
+            await self.ok({"op": "subscribe", "channel": channel})
+
+    async def silent(self, within: float = 0.2) -> None:
+        """Nothing arrives within `within` seconds."""
+        try:
+            message = await self.receive(within)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected frame: {message}")
+
+    async def close_code(self, timeout: float = 5.0) -> int | None:
+        """Read until the server closes; its close code."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = await self.receive(max(0.01, deadline - time.monotonic()))
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                # After aiohttp's answer to the close frame: 1006 had the handshake failed.
+                return self.ws.close_code
+            if message.type is aiohttp.WSMsgType.ERROR:
+                raise AssertionError(f"socket error instead of a close: {message.data!r}")
+
+
+def service_of(client: TestClient) -> WebSocketService:
+    return client.app[WEBSOCKET]
+
+
+@pytest.fixture
+def start_app(aiohttp_client: Any, make_config: ConfigFactory) -> StartApp:
+    """`await start_app(plugins, **env)`: a test client of the real app."""
+
+    async def start(plugins: Sequence[str] = ("metrics", "websocket"), **env: str) -> TestClient:
+        settings = {
+            "PLUGINS__ENABLED": json.dumps(list(plugins)),
+            "WEBSOCKET__PUBLISH_CHANNELS": '["chat.*"]',
+            **env,
+        }
+        client: TestClient = await aiohttp_client(create_app(make_config(**settings)))
+        return client
+
+    return start
+
+
+@pytest.fixture
+def connect() -> Callable[..., Awaitable[Peer]]:
+    """`await connect(client, **ws_connect_kwargs)`: a Peer on the app's /ws."""
+
+    async def open_peer(client: TestClient, **kwargs: Any) -> Peer:
+        return Peer(await client.ws_connect("/ws", **kwargs))
+
+    return open_peer
+
+
+async def eventually(
+    condition: Callable[[], bool], *, what: str, timeout: float = 5.0, every: float = 0.01
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(every)
