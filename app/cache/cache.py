@@ -190,7 +190,7 @@ class Cache:
     async def get(self, key: str, default: Any = None) -> Any:
         """The cached value, or `default` when missing or when the cache is unavailable."""
         try:
-            if not await self._ready():
+            if not (self.usable or await self._ready()):
                 raise Bypass()
             raw = await self._call(lambda: self.backend.get(key))
         except Bypass:
@@ -201,7 +201,7 @@ class Cache:
         """Store a JSON-serializable value; False when the cache is unavailable."""
         data = dumps(value)
         try:
-            if not await self._ready():
+            if not (self.usable or await self._ready()):
                 raise Bypass()
             await self._call(lambda: self.backend.set(key, data, self._ttl_for(value, ttl)))
         except Bypass:
@@ -260,7 +260,7 @@ class Cache:
     ) -> Lookup:
         token = self._token_prefix + str(next(self._token_numbers))
         try:
-            if not await self._ready():
+            if not (self.usable or await self._ready()):
                 raise Bypass()
             found = await self._call(
                 lambda: self.backend.lease(key, token, self.times.lease_seconds)

@@ -15,7 +15,7 @@ replayed by it before it uses the cache again (see `Cache`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from app.cache.backend import CacheBackend
 from app.redis_batch import RedisBatcher
@@ -74,8 +74,10 @@ class RedisBackend(CacheBackend):
         self._fill = _Script(_FILL)
         self._set = _Script(_SET)
 
-    async def _run(self, script: _Script, keys: Sequence[str], args: Sequence[object]) -> object:
-        return await self.batch.evalsha(script.sha, script.source, keys, args)
+    def _run(
+        self, script: _Script, keys: Sequence[str], args: Sequence[object]
+    ) -> Awaitable[object]:
+        return self.batch.evalsha(script.sha, script.source, keys, args)
 
     def _trusted(self, raw: bytes) -> bytes | None:
         epoch, sep, value = raw.partition(b"|")
