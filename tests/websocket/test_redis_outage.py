@@ -8,6 +8,7 @@ import time
 
 from aiohttp.test_utils import TestClient
 
+from app.plugins.breakers import BREAKERS
 from app.websocket.redis_bus import LISTEN_DEADLINE, RedisBus
 from tests.private_redis import PrivateRedis
 from tests.websocket.conftest import Peer, StartApp, eventually, service_of
@@ -84,12 +85,18 @@ async def test_local_delivery_never_stops_and_cross_instance_delivery_recovers(
     assert bus_of(b).connects > connects_before  # a new connection, channels resubscribed
     assert bus_of(b).subscribed() == {"chat.x"}
 
-    # Both ways, reliably again.
+    # Both ways, reliably again, once a has come back too (b's recovery above
+    # says nothing of a's own listener, which reconnects on its own schedule).
+    await eventually(
+        lambda: all(
+            bus_of(c).healthy and c.app[BREAKERS].get("redis").state == "closed" for c in (a, b)
+        ),
+        what="healthy buses and closed redis breakers",
+    )
     await remote.send({"op": "publish", "channel": "chat.x", "data": "from b"})
     assert (await remote.next())["data"] == "from b"
     assert (await remote.next())["op"] == "ok"
     assert (await local.next())["data"] == "from b"
-    await eventually(lambda: bus_of(a).healthy and bus_of(b).healthy, what="healthy buses")
     assert await readiness(a) == "ok"
     assert await readiness(b) == "ok"
 
