@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 
 from app.config import Config, load_config
 from app.redis_batch import RedisBatcher
+from tests.fake_clock import Clock
 
 if TYPE_CHECKING:
     from tests.private_redis import PrivateRedis
@@ -64,6 +65,12 @@ def make_config(tmp_path: Path) -> ConfigFactory:
         return load_config(path, full_env)
 
     return make
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock the test moves by hand (tests/fake_clock.py)."""
+    return Clock()
 
 
 @pytest.fixture(scope="session")

@@ -21,11 +21,6 @@ POLICY = Policy(
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def seen() -> list[Transition]:
     return []
 

@@ -23,11 +23,6 @@ SETTINGS = BreakersSettings(
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 async def backend(tmp_path: Path) -> AsyncIterator[CountingSQLite]:
     backend = CountingSQLite("shard.0", str(tmp_path / "shard0.db"))
     await backend.open()

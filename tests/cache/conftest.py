@@ -15,11 +15,6 @@ from tests.fake_clock import Clock
 RemainingTtl = Callable[[str], "float | None"]
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture(params=["memory", "redis"])
 async def backend(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[CacheBackend]:
     if request.param == "memory":

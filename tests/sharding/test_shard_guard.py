@@ -51,11 +51,6 @@ def registry() -> CollectorRegistry:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 async def sqlite_backend(tmp_path: Path) -> AsyncIterator[CountingSQLite]:
     backend = CountingSQLite("shard.0", str(tmp_path / "shard0.db"))
     await backend.open()
