@@ -17,16 +17,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
-from app.resp_connection import Command, RespConnection
+from app.resp_connection import Command, Entry, RespConnection
 
 
 class RedisBatcher:
     def __init__(self, client: aioredis.Redis, max_batch: int = 512) -> None:
         self.client = client
         self.max_batch = max_batch
-        self._queue: list[tuple[Command, asyncio.Future[Any]]] = []
+        self._queue: list[Entry] = []
         self._connection = RespConnection(client)
         self._connecting: asyncio.Task[None] | None = None
         self.batches = 0
@@ -34,22 +34,23 @@ class RedisBatcher:
 
     def execute(self, *command: Any) -> asyncio.Future[Any]:
         """Queue one command; the future resolves to its reply or its error."""
+        return self._enqueue(command, None)
+
+    def evalsha(
+        self, sha: str, source: str, keys: Sequence[Any], args: Sequence[Any]
+    ) -> asyncio.Future[Any]:
+        """Run a script by its hash; a server that does not know it runs (and loads) `source`."""
+        return self._enqueue(("EVALSHA", sha, len(keys), *keys, *args), source)
+
+    def _enqueue(self, command: Command, source: str | None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queue:
             loop.call_soon(self._flush)  # after every callback already ready this turn
-        self._queue.append((command, future))
+        self._queue.append((command, future, source))
         if len(self._queue) >= self.max_batch:
             self._flush()
         return future
-
-    async def evalsha(self, sha: str, source: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """Run a script by its hash, loading it first if the server does not know it."""
-        try:
-            return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
-        except NoScriptError:  # a restarted or flushed server: load once, then by hash again
-            await self.execute("SCRIPT", "LOAD", source)
-            return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
 
     def _flush(self) -> None:
         if not self._queue:
@@ -70,7 +71,7 @@ class RedisBatcher:
             await self._connection.open()
         except (RedisError, OSError) as exc:  # every caller waiting for it gets the error
             batch, self._queue = self._queue, []
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             return

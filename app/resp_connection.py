@@ -8,6 +8,10 @@ ready — without waiting for the replies of the batch before — and the replie
 parsed by hiredis, resolve the callers' futures in the order the commands
 went out, which is the order Redis answers in.
 
+A script called by its hash (`EVALSHA`) that the server does not know —
+restarted, or its script cache flushed — is sent again at once as `EVAL`
+with its source, which also loads it; the caller sees only the result.
+
 Timeouts work like a socket read timeout: when commands are waiting and no
 reply at all has arrived for `socket_timeout` seconds, the connection is
 aborted and every waiting caller gets `redis.exceptions.TimeoutError`.
@@ -31,6 +35,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Command = tuple[Any, ...]
+# A command, the future its reply resolves, and for an EVALSHA the script's source.
+Entry = tuple[Command, "asyncio.Future[Any]", str | None]
 
 
 def reply_error(error: hiredis.ReplyError) -> ResponseError:
@@ -46,7 +52,7 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reader = hiredis.Reader()
-        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._waiting: deque[Entry] = deque()
         self._socket_timeout = socket_timeout
         self._replies = 0  # progress counter read by the watchdog
         self._watchdog: asyncio.TimerHandle | None = None
@@ -59,13 +65,24 @@ class _Protocol(asyncio.Protocol):
         waiting = self._waiting
         while (reply := self._reader.gets()) is not False:
             self._replies += 1
-            future = waiting.popleft()
+            command, future, source = waiting.popleft()
             if future.done():  # its caller gave up (cancelled)
                 continue
             if isinstance(reply, hiredis.ReplyError):
-                future.set_exception(reply_error(reply))
+                error = reply_error(reply)
+                if source is not None and isinstance(error, NoScriptError):
+                    self._send_source(command, future, source)
+                else:
+                    future.set_exception(error)
             else:
                 future.set_result(reply)
+
+    def _send_source(self, command: Command, future: asyncio.Future[Any], source: str) -> None:
+        """EVALSHA sha n keys... args... again as EVAL source n ...: runs and loads the script."""
+        assert self.transport is not None  # a reply just arrived on it
+        retry = ("EVAL", source, *command[2:])
+        self.transport.write(hiredis.pack_command(retry))
+        self._waiting.append((retry, future, None))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -78,17 +95,17 @@ class _Protocol(asyncio.Protocol):
 
     def fail_waiting(self, error: Exception) -> None:
         while self._waiting:
-            future = self._waiting.popleft()
+            _, future, _ = self._waiting.popleft()
             if not future.done():
                 future.set_exception(error)
 
     def waiting(self) -> list[asyncio.Future[Any]]:
-        return list(self._waiting)
+        return [future for _, future, _ in self._waiting]
 
-    def send(self, payload: bytes, futures: Sequence[asyncio.Future[Any]]) -> None:
+    def send(self, payload: bytes, entries: Sequence[Entry]) -> None:
         assert self.transport is not None
         self.transport.write(payload)
-        self._waiting.extend(futures)
+        self._waiting.extend(entries)
         if self._socket_timeout is not None and self._watchdog is None:
             self._arm()
 
@@ -179,25 +196,25 @@ class RespConnection:
             commands.append(("CLIENT", "SETNAME", kwargs["client_name"]))
         if commands:
             loop = asyncio.get_running_loop()
-            batch = [(command, loop.create_future()) for command in commands]
+            batch: list[Entry] = [(command, loop.create_future(), None) for command in commands]
             self.send(batch)
-            await asyncio.gather(*(future for _, future in batch))
+            await asyncio.gather(*(future for _, future, _ in batch))
 
-    def send(self, batch: Sequence[tuple[Command, asyncio.Future[Any]]]) -> None:
+    def send(self, batch: Sequence[Entry]) -> None:
         """Write a batch in one write; each command's reply (or error) resolves its future.
 
         A command that cannot be packed fails alone; the others still go out.
         """
         assert self._protocol is not None
         packed: list[bytes] = []
-        sent: list[asyncio.Future[Any]] = []
-        for command, future in batch:
+        sent: list[Entry] = []
+        for entry in batch:
             try:
-                packed.append(hiredis.pack_command(command))
+                packed.append(hiredis.pack_command(entry[0]))
             except (TypeError, ValueError) as exc:
-                future.set_exception(exc)
+                entry[1].set_exception(exc)
                 continue
-            sent.append(future)
+            sent.append(entry)
         if packed:
             self._protocol.send(b"".join(packed), sent)
 

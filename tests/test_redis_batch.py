@@ -58,6 +58,33 @@ async def test_scripts_run_by_hash_and_reload_after_a_script_flush(
     assert await batcher.evalsha(sha, source, [redis_prefix + "s"], []) == 2
 
 
+async def test_unknown_scripts_in_one_batch_each_run_once_in_their_order(
+    redis_batch: RedisBatcher, redis_prefix: str
+) -> None:
+    key = redis_prefix + "order"
+    source = f"return redis.call('RPUSH', KEYS[1], ARGV[1]) -- {redis_prefix}"
+    sha = hashlib.sha1(source.encode()).hexdigest()
+    replies = await asyncio.gather(
+        *(redis_batch.evalsha(sha, source, [key], [n]) for n in range(5)),
+        redis_batch.execute("RPUSH", key, "plain"),
+    )
+    assert sorted(replies) == [1, 2, 3, 4, 5, 6]  # each ran exactly once
+    pushed = await redis_batch.execute("LRANGE", key, 0, -1)
+    scripts = [value for value in pushed if value != b"plain"]
+    assert scripts == [b"0", b"1", b"2", b"3", b"4"]  # and the scripts in the order sent
+
+
+async def test_a_failing_unknown_script_reports_its_own_error(
+    redis_batch: RedisBatcher, redis_prefix: str
+) -> None:
+    source = f"return redis.call('INCR', KEYS[1]) -- {redis_prefix}"
+    sha = hashlib.sha1(source.encode()).hexdigest()
+    await redis_batch.execute("SET", redis_prefix + "word", "not a number")
+    with pytest.raises(ResponseError, match="not an integer"):
+        await redis_batch.evalsha(sha, source, [redis_prefix + "word"], [])
+    assert await redis_batch.execute("PING") == b"PONG"  # the connection is still in step
+
+
 async def test_a_dead_server_fails_every_caller_of_the_batch(
     private_redis: PrivateRedis,
 ) -> None:
