@@ -24,7 +24,7 @@ from app.errors import TeardownError
 from app.lifecycle import LIFECYCLE, Lifecycle, Phase
 from app.logging_config import set_level
 from app.plugins import Plugin, resolve
-from app.request_context import request_middleware
+from app.request_context import REQUEST_OBSERVERS, RequestObserver, request_middleware
 from app.request_id import RequestIds, add_request_id_header
 
 log = logging.getLogger("keel.app")
@@ -97,11 +97,13 @@ def create_app(config: Config, *, role: Role = "serve") -> web.Application:
 
     lifecycle = Lifecycle(role)
     addresses = ClientAddressResolver(config.server.trusted_proxies)
+    observers: list[RequestObserver] = []
     app = web.Application(
         client_max_size=config.server.client_max_size,
-        middlewares=[request_middleware(RequestIds(), addresses, lifecycle)],
+        middlewares=[request_middleware(RequestIds(), addresses, lifecycle, observers)],
         handler_args={"max_field_size": 16 * 1024},
     )
+    app[REQUEST_OBSERVERS] = observers
     app[CONFIG] = LiveConfig(config)
     app[LIFECYCLE] = lifecycle
     app[CLIENT_ADDRESSES] = addresses

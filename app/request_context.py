@@ -9,12 +9,18 @@ cost (a call and a resumption per layer) where it pays for something.
 - the client address, resolved once through the trusted proxies
   (app/client_address.py) and read by limits, logs and the dashboard;
 - in-flight tracking for the drain report (app/lifecycle.py);
-- every exception mapped to the JSON error shape (app/errors.py).
+- every exception mapped to the JSON error shape (app/errors.py);
+- the request's outcome told to the `REQUEST_OBSERVERS` (the metrics plugin):
+  its final status — the error response's, for an exception; 499 when the
+  client went away — and how long it took. An observer is a plain call, not
+  a middleware layer of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -24,26 +30,42 @@ from app.errors import response_for
 from app.lifecycle import Lifecycle
 from app.request_id import RequestIds
 
+# Called with the request, its status and its duration in seconds, once it is over.
+RequestObserver = Callable[[web.Request, int, float], None]
+REQUEST_OBSERVERS = web.AppKey("keel.request_observers", list[RequestObserver])
+
 
 def request_middleware(
-    ids: RequestIds, addresses: ClientAddressResolver, lifecycle: Lifecycle
+    ids: RequestIds,
+    addresses: ClientAddressResolver,
+    lifecycle: Lifecycle,
+    observers: list[RequestObserver],
 ) -> Middleware:
     in_flight = lifecycle.in_flight
+    clock = time.perf_counter
 
     @web.middleware
     async def groundwork(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = clock()
         ids.assign(request)
         request[CLIENT_ADDRESS] = addresses(request)
         key = id(request)
         in_flight[key] = f"{request.method} {request.path}"
+        status = 500  # for a BaseException that is neither an error nor a cancellation
         try:
-            return await handler(request)
+            try:
+                response = await handler(request)
+            except Exception as exc:  # noqa: BLE001 - every error gets the JSON shape, never a 500 page
+                response = response_for(exc, request)
+            status = response.status
+            return response
         except asyncio.CancelledError:
+            status = 499  # the client went away (nginx's convention)
             lifecycle.cancelled(key)
             raise
-        except Exception as exc:  # noqa: BLE001 - every error gets the JSON shape, never a 500 page
-            return response_for(exc, request)
         finally:
             in_flight.pop(key, None)  # gone already if the request was untracked
+            for observe in observers:
+                observe(request, status, clock() - started)
 
     return groundwork

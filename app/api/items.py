@@ -6,14 +6,13 @@ The routes are added by the sharding plugin, which owns the storage they use.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
 
 from app.api.json_body import read_json
 from app.cache.cache import CACHE, CACHE_STATUS
+from app.cache.read_ahead import READ_AHEAD, reads_cache_key
 from app.errors import BadRequest, Invalid, NotFound, PreconditionFailed, Unavailable
 from app.items.model import (
     ID_PATTERN,
@@ -43,17 +42,32 @@ def item_cache_key(item_id: str) -> str:
     return f"item:{item_id}"
 
 
-@contextmanager
-def shard_errors() -> Iterator[None]:
-    """A shard that cannot answer is a 503 naming it, with when to retry."""
-    try:
-        yield
-    except ShardUnavailable as exc:
-        raise Unavailable(
-            f"{exc.shard} is unavailable; try again shortly",
-            retry_after=exc.retry_after,
-            details={"shard": exc.shard},
-        ) from exc
+class _ShardErrors:
+    """A shard that cannot answer is a 503 naming it, with when to retry.
+
+    A class rather than `@contextmanager`: it wraps every item read, and a
+    generator per request is the costlier way to say the same.
+    """
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if isinstance(exc, ShardUnavailable):
+            raise Unavailable(
+                f"{exc.shard} is unavailable; try again shortly",
+                retry_after=exc.retry_after,
+                details={"shard": exc.shard},
+            ) from exc
+
+
+_SHARD_ERRORS = _ShardErrors()
+
+
+def shard_errors() -> _ShardErrors:
+    return _SHARD_ERRORS
 
 
 def _item_id(request: web.Request) -> str:
@@ -89,6 +103,12 @@ async def create_item(request: web.Request) -> web.Response:
     return response
 
 
+def _cache_key_of(request: web.Request) -> str | None:
+    item_id = request.match_info["id"]
+    return item_cache_key(item_id) if ID_PATTERN.fullmatch(item_id) else None
+
+
+@reads_cache_key(_cache_key_of)
 async def get_item(request: web.Request) -> web.Response:
     item_id = _item_id(request)
     store = request.app[ITEMS]
@@ -97,7 +117,9 @@ async def get_item(request: web.Request) -> web.Response:
         if cache is None:
             item, cache_status = await store.get(item_id), NO_CACHE
         else:
-            lookup = await cache.get_or_load(item_cache_key(item_id), lambda: store.get(item_id))
+            lookup = await cache.get_or_load(
+                item_cache_key(item_id), lambda: store.get(item_id), ahead=request.get(READ_AHEAD)
+            )
             item, cache_status = lookup.value, CACHE_STATUS[lookup.status]
     if item is None:
         raise NotFound(f"no item {item_id}", headers={"Cache-Status": cache_status})
@@ -193,11 +215,17 @@ async def list_items(request: web.Request) -> web.Response:
 
 def setup(app: web.Application, shards: ShardSet) -> None:
     app[ITEMS] = ItemStore(shards)
-    app.router.add_post("/api/items", create_item, name="items.create")
-    app.router.add_get("/api/items", list_items, name="items.list")
-    app.router.add_get("/api/items/{id}", get_item, name="items.get")
-    app.router.add_put("/api/items/{id}", put_item, name="items.put")
-    app.router.add_delete("/api/items/{id}", delete_item, name="items.delete")
+    # One resource per path, its methods as routes: the router then tries one
+    # candidate per path, not one per method, on every request.
+    items = app.router.add_resource("/api/items", name="items")
+    items.add_route("POST", create_item)
+    items.add_route("GET", list_items)
+    items.add_route("HEAD", list_items)
+    item = app.router.add_resource("/api/items/{id}", name="item")
+    item.add_route("GET", get_item)
+    item.add_route("HEAD", get_item)
+    item.add_route("PUT", put_item)
+    item.add_route("DELETE", delete_item)
 
 
 _ITEM = {"$ref": "#/components/schemas/Item"}

@@ -155,6 +155,9 @@ class Machine:
 
     def allow(self) -> bool:
         """May a call go ahead? A True must be followed by `record()` or `release()`."""
+        state = self._state
+        if state == "closed":
+            return True
         state = self.state
         if state in ("closed", "disabled"):
             return True
@@ -166,7 +169,9 @@ class Machine:
     def record(self, ok: bool, seconds: float = 0.0) -> None:
         """The outcome of an allowed call and how long it took."""
         outcome = _OUTCOMES[not ok, seconds > self.policy.slow_call_seconds]
-        state = self.state
+        state = self._state
+        if state == "open":
+            state = self.state  # it may be half-open by now
         if state == "closed":
             window = self._window
             if len(window) == window.maxlen:  # the oldest outcome leaves the window
@@ -220,6 +225,8 @@ class Machine:
         return None
 
     def _judge_window(self) -> None:
+        if not (self._window_failures or self._window_slow):
+            return  # both rates 0%, and the thresholds are in (0, 100]: the usual case, cheaply
         needed = min(self.policy.minimum_calls, self.policy.window)
         if len(self._window) < needed:
             return  # no judgement before minimum_calls

@@ -13,6 +13,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import NamedTuple
+
+
+class LeaseStep(NamedTuple):
+    """A lease as the keys and arguments of the Redis lease script
+    (`app.cache.redis_store.LEASE_SCRIPT`), for a caller that runs that script
+    inside a script call of its own (see `app.cache.read_ahead`)."""
+
+    keys: list[str]
+    args: list[object]
 
 
 class CacheBackend(ABC):
@@ -47,6 +57,14 @@ class CacheBackend(ABC):
     @abstractmethod
     async def clear(self) -> None:
         """Remove every key of this cache."""
+
+    def lease_step(self, key: str, token: str, lease_ttl: float) -> LeaseStep | None:
+        """`lease` as a step another script call can run; None when this backend has none."""
+        return None
+
+    def leased(self, result: object) -> bytes | bool:
+        """What the reply of a `lease_step` means, as `lease` would have returned it."""
+        raise NotImplementedError(f"the {self.name} backend has no lease step")
 
     def entries(self) -> int | None:
         """How many entries, when that is known without asking a server."""

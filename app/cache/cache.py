@@ -32,11 +32,13 @@ from functools import partial, wraps
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from app.cache.backend import CacheBackend
+from app.cache.read_ahead import ReadAhead
 from app.guard import Guard, Refused, call_guarded
 from app.json_codec import dumps, loads
+from app.loop_metrics import LoopCounter
 from app.plugins.redis import REDIS_ERRORS
 
 log = logging.getLogger("keel.cache")
@@ -69,7 +71,7 @@ class Bypass(Exception):
 
 class CacheMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        requests = Counter(
+        requests = LoopCounter(  # counted on the event loop (app/loop_metrics.py)
             "keel_cache_requests",
             "Cache lookups by result (hit, miss, bypass: cache unavailable, error: call failed).",
             ("result",),
@@ -227,20 +229,44 @@ class Cache:
             self.pending.clear()
             self._flush_all = True  # too many to replay one by one: clear the cache instead
 
+    def read_ahead(self, key: str) -> ReadAhead | None:
+        """A lease step for `key` that another script call may carry (`app.cache.read_ahead`);
+        None when the backend has none, or when this lookup should go the usual way."""
+        if not self.usable or key in self._flights:
+            return None
+        token = self._new_token()
+        step = self.backend.lease_step(key, token, self.times.lease_seconds)
+        return ReadAhead(key, token, step) if step is not None else None
+
+    def _new_token(self) -> str:
+        return self._token_prefix + str(next(self._token_numbers))
+
     async def get_or_load(
-        self, key: str, loader: Callable[[], Awaitable[Any]], ttl: float | None = None
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[Any]],
+        ttl: float | None = None,
+        ahead: ReadAhead | None = None,
     ) -> Lookup:
         """The value from the cache, or from `loader()` (then stored). Never raises for
-        the cache's sake; what `loader` raises propagates."""
+        the cache's sake; what `loader` raises propagates. `ahead`: the request's read-ahead,
+        used when it was answered for this key."""
+        leased: bytes | bool | None = None
+        if ahead is not None and ahead.answered and ahead.key == key:
+            leased = self.backend.leased(ahead.reply)
+            if isinstance(leased, bytes):
+                return self._hit(leased)
+        else:
+            ahead = None
         flight = self._flights.get(key)
-        if flight is not None:
+        if flight is not None and leased is not True:  # a lease holder loads: others wait on it
             await asyncio.wait([flight])
             if not flight.cancelled():
                 return flight.result()
         flight = asyncio.get_running_loop().create_future()
         self._flights[key] = flight
         try:
-            lookup = await self._lookup(key, loader, ttl)
+            lookup = await self._lookup(key, loader, ttl, ahead)
         except BaseException as exc:
             if isinstance(exc, Exception):
                 flight.set_exception(exc)
@@ -256,22 +282,28 @@ class Cache:
                 del self._flights[key]
 
     async def _lookup(
-        self, key: str, loader: Callable[[], Awaitable[Any]], ttl: float | None
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[Any]],
+        ttl: float | None,
+        ahead: ReadAhead | None = None,
     ) -> Lookup:
-        token = self._token_prefix + str(next(self._token_numbers))
-        try:
-            if not (self.usable or await self._ready()):
-                raise Bypass()
-            found = await self._call(
-                lambda: self.backend.lease(key, token, self.times.lease_seconds)
-            )
-        except Bypass as bypass:
-            (self.metrics.error if bypass.failed else self.metrics.bypass).inc()
-            return Lookup(await loader(), "bypass")
-        if isinstance(found, bytes):
-            self.hits += 1
-            self.metrics.hit.inc()
-            return Lookup(loads(found), "hit")
+        found: bytes | bool
+        if ahead is not None:  # a miss read ahead: the lease is decided already
+            token, found = ahead.token, self.backend.leased(ahead.reply)
+        else:
+            token = self._new_token()
+            try:
+                if not (self.usable or await self._ready()):
+                    raise Bypass()
+                found = await self._call(
+                    lambda: self.backend.lease(key, token, self.times.lease_seconds)
+                )
+            except Bypass as bypass:
+                (self.metrics.error if bypass.failed else self.metrics.bypass).inc()
+                return Lookup(await loader(), "bypass")
+            if isinstance(found, bytes):
+                return self._hit(found)
         self.misses += 1
         self.metrics.miss.inc()
         if found is False:  # another instance is loading it: give it a moment
@@ -285,6 +317,11 @@ class Cache:
         with contextlib.suppress(Bypass):
             await self._call(lambda: self.backend.fill(key, token, data, self._ttl_for(value, ttl)))
         return Lookup(value, "miss")
+
+    def _hit(self, found: bytes) -> Lookup:
+        self.hits += 1
+        self.metrics.hit.inc()
+        return Lookup(loads(found), "hit")
 
     async def _wait_for_other_loader(self, key: str) -> bytes | None:
         deadline = time.monotonic() + self.times.wait_seconds

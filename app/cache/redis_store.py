@@ -17,10 +17,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Sequence
 
-from app.cache.backend import CacheBackend
+from app.cache.backend import CacheBackend, LeaseStep
 from app.redis_batch import RedisBatcher
 
-_LEASE = """
+# KEYS: the value, the lease. ARGV: the token, the lease's ms, the oldest trusted epoch.
+# Returns the stored `<epoch>|<value>`, 1 (lease taken) or 0 (another caller holds it).
+LEASE_SCRIPT = """
 local v = redis.call('GET', KEYS[1])
 if v then
   local sep = string.find(v, '|', 1, true)
@@ -70,7 +72,7 @@ class RedisBackend(CacheBackend):
         self._leases = prefix + "cache-lease:"
         self._epoch_key = prefix + "cache-epoch"
         self.min_epoch = 0
-        self._lease = _Script(_LEASE)
+        self._lease = _Script(LEASE_SCRIPT)
         self._fill = _Script(_FILL)
         self._set = _Script(_SET)
 
@@ -104,11 +106,14 @@ class RedisBackend(CacheBackend):
             )
 
     async def lease(self, key: str, token: str, lease_ttl: float) -> bytes | bool:
-        result = await self._run(
-            self._lease,
-            [self._values + key, self._leases + key],
-            [token, _ms(lease_ttl), self.min_epoch],
-        )
+        keys, args = self.lease_step(key, token, lease_ttl)
+        return self.leased(await self._run(self._lease, keys, args))
+
+    def lease_step(self, key: str, token: str, lease_ttl: float) -> LeaseStep:
+        keys = [self._values + key, self._leases + key]
+        return LeaseStep(keys, [token, _ms(lease_ttl), self.min_epoch])
+
+    def leased(self, result: object) -> bytes | bool:
         if isinstance(result, bytes):
             return self._trusted(result) or False
         return result == 1

@@ -7,26 +7,17 @@ apps in one process — as in tests — never collide.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sized
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
-from app.errors import HTTPError
 from app.lifecycle import LIFECYCLE
+from app.loop_metrics import LoopCounter, LoopHistogram
 from app.plugins import BasePlugin
+from app.request_context import REQUEST_OBSERVERS
 
 # A small fixed set keeps label cardinality bounded whatever clients send.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -39,13 +30,14 @@ class Metrics:
     def __init__(self, in_flight: Sized) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
-        self.requests = Counter(
+        # Updated on every request: plain numbers on the event loop (app/loop_metrics.py).
+        self.requests = LoopCounter(
             "keel_http_requests",
             "HTTP requests by method, route template and status.",
             ("method", "route", "status"),
             registry=self.registry,
         )
-        self.duration = Histogram(
+        self.duration = LoopHistogram(
             "keel_http_request_duration_seconds",
             "HTTP request duration by method and route template.",
             ("method", "route"),
@@ -58,23 +50,11 @@ class Metrics:
         )
         # Read at scrape time from the lifecycle's tracker: no per-request cost.
         self.in_flight.set_function(lambda: len(in_flight))
-        # Label lookups take a lock and build tuples: keep each child once.
-        self._durations: dict[tuple[str, str], Any] = {}
-        self._counts: dict[tuple[str, str, int], Any] = {}
         self.observed = 0
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route)
-        histogram = self._durations.get(key)
-        if histogram is None:
-            histogram = self._durations[key] = self.duration.labels(method, route)
-        histogram.observe(seconds)
-        counter = self._counts.get((method, route, status))
-        if counter is None:
-            counter = self._counts[(method, route, status)] = self.requests.labels(
-                method, route, str(status)
-            )
-        counter.inc()
+        self.duration.labels(method, route).observe(seconds)
+        self.requests.labels(method, route, str(status)).inc()
         self.observed += 1
 
     def exposition(self) -> bytes:
@@ -90,39 +70,21 @@ def route_label(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
 
-def _status_of(exc: BaseException) -> int:
-    if isinstance(exc, HTTPError | web.HTTPException):
-        return exc.status
-    return 500
-
-
 class MetricsPlugin(BasePlugin):
     name = "metrics"
 
     def setup(self, app: web.Application) -> None:
         self.metrics = Metrics(in_flight=app[LIFECYCLE].in_flight)
         app[METRICS] = self.metrics
-        app.middlewares.append(self.middleware)
+        app[REQUEST_OBSERVERS].append(self.observe)
         app.router.add_get("/metrics", self.handle_metrics, name="metrics")
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        metrics = self.metrics
-        method = request.method if request.method in _KNOWN_METHODS else "OTHER"
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except asyncio.CancelledError:
-            status = 499  # the client went away (nginx's convention)
-            raise
-        except BaseException as exc:
-            status = _status_of(exc)
-            raise
-        finally:
-            metrics.observe(method, route_label(request), status, time.perf_counter() - started)
+    def observe(self, request: web.Request, status: int, seconds: float) -> None:
+        """A request is over (called by the groundwork middleware, app/request_context.py)."""
+        method = request.method
+        if method not in _KNOWN_METHODS:
+            method = "OTHER"
+        self.metrics.observe(method, route_label(request), status, seconds)
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
         body = self.metrics.exposition()

@@ -23,6 +23,8 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
+from app.cache.cache import CACHE, Cache
+from app.cache.read_ahead import READ_AHEAD, ReadAhead, cache_key_of
 from app.config import Config
 from app.config_schema import check
 from app.errors import RateLimited, Unavailable
@@ -173,6 +175,7 @@ class RatelimitPlugin(BasePlugin):
         super().__init__(config)
         self.options = config.section(RatelimitSettings)
         self.table = build_table(self.options)
+        self.cache: Cache | None = None
 
     def setup(self, app: web.Application) -> None:
         metrics = app.get(METRICS)
@@ -189,6 +192,7 @@ class RatelimitPlugin(BasePlugin):
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        self.cache = app.get(CACHE)  # set up by now, if enabled: its lookups can ride along
         service = self.limiter.redis
         if service is not None:
             # The redis plugin's lifespan ran first (dependency order): the client exists.
@@ -214,7 +218,10 @@ class RatelimitPlugin(BasePlugin):
         policy = table.policy_for(request)
         if policy is None:
             return await handler(request)
-        decision = await self.limiter.decide(policy, table.client_key(request))
+        ahead = self._read_ahead(request)
+        decision = await self.limiter.decide(policy, table.client_key(request), ahead)
+        if ahead is not None and ahead.answered:
+            request[READ_AHEAD] = ahead
         if decision is None:
             raise Unavailable(
                 "Rate limits cannot be checked right now; try again later.",
@@ -228,6 +235,14 @@ class RatelimitPlugin(BasePlugin):
                 details={"policy": policy.name, "limit": str(policy.limit)},
             )
         return await handler(request)
+
+    def _read_ahead(self, request: web.Request) -> ReadAhead | None:
+        """The cache lookup the handler declared, to send with the limit step (one command)."""
+        cache = self.cache
+        if cache is None or self.limiter.remote is None:
+            return None
+        key = cache_key_of(request)
+        return cache.read_ahead(key) if key is not None else None
 
     async def readiness(self) -> Readiness:
         limiter = self.limiter

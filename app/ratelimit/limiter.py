@@ -16,9 +16,11 @@ import logging
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
+from app.cache.read_ahead import ReadAhead
 from app.guard import Refused, call_guarded
+from app.loop_metrics import LoopCounter
 from app.plugins.redis import REDIS_ERRORS, RedisService
 from app.ratelimit.algorithm import Decision
 from app.ratelimit.limits import Limit
@@ -32,10 +34,10 @@ RECENT_LIMITED = 20
 
 
 class DecisionCounters:
-    """`keel_ratelimit_decisions_total{result}`; children bound once (labels() takes a lock)."""
+    """`keel_ratelimit_decisions_total{result}`, counted on the event loop (app/loop_metrics.py)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        counter = Counter(
+        counter = LoopCounter(
             "keel_ratelimit_decisions",
             "Rate-limit decisions: allowed, limited, or degraded (decided without Redis"
             " during an outage, whatever the outcome).",
@@ -81,28 +83,38 @@ class RateLimiter:
     def degraded(self) -> bool:
         return self.outage_since is not None
 
-    async def decide(self, policy: Policy, client_key: str) -> Decision | None:
-        """The decision for one request; None when there is none to make (fail closed)."""
+    async def decide(
+        self, policy: Policy, client_key: str, ahead: ReadAhead | None = None
+    ) -> Decision | None:
+        """The decision for one request; None when there is none to make (fail closed).
+        `ahead`: a cache lease step to run in the same Redis call (see app.cache.read_ahead)."""
         remote = self.remote
         if remote is None:
             decision = self.local.hit_now(policy.bucket + client_key, policy.limit)
             return self._count(decision, policy, client_key)
         assert self.redis is not None
         breaker = self.redis.breaker
-        key = self._remote_prefix + policy.bucket + client_key
-        try:
-            decision = await call_guarded(
-                breaker, lambda: remote.hit(key, policy.limit), REDIS_ERRORS
-            )
-        except Refused:
-            if self.outage_since is None:
-                self._outage(f"the redis breaker is {breaker.state}")
-        except REDIS_ERRORS as exc:
-            self._outage(str(exc) or type(exc).__name__)
-        else:
-            if self.outage_since is not None:
-                self._recovered()
-            return self._count(decision, policy, client_key)
+        # `call_guarded`, inlined: this runs on every limited request, and the
+        # coroutine layers it would add cost more than the rest of this method.
+        if breaker.allow():
+            started = time.perf_counter()
+            try:
+                reply = await remote.send(
+                    self._remote_prefix + policy.bucket + client_key, policy.limit, ahead
+                )
+            except REDIS_ERRORS as exc:
+                breaker.record(False, time.perf_counter() - started)
+                self._outage(str(exc) or type(exc).__name__)
+            except BaseException:
+                breaker.release()
+                raise
+            else:
+                breaker.record(True, time.perf_counter() - started)
+                if self.outage_since is not None:
+                    self._recovered()
+                return self._count(remote.decision(reply, ahead), policy, client_key)
+        elif self.outage_since is None:
+            self._outage(f"the redis breaker is {breaker.state}")
         self.counters.degraded.inc()
         if not self.fail_open:
             return None
