@@ -13,6 +13,7 @@ exposition, a fraction of the cost. Use them only from the event loop.
 from __future__ import annotations
 
 import bisect
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -56,8 +57,9 @@ class _Family(Collector):
     def describe(self) -> Iterator[Metric]:
         return iter([self._family()])
 
+    @abstractmethod
     def _family(self) -> Metric:
-        raise NotImplementedError
+        """An empty family of this metric's name, type and labels."""
 
 
 class LoopCounter(_Family):

@@ -3,7 +3,9 @@
 Each scenario's server runs pinned to CPU core 0 and wrk (one thread) to
 core 1, so the server gets a core of its own and the two never compete.
 Every scenario is reported as a ratio to the ``bare`` scenario of the same
-run, which is always measured first.
+run: bare's server stays up for the whole run, and each scenario is measured
+in short bursts that alternate with bursts against bare, so every ratio
+compares the two on the same machine at the same moment.
 
 This is a report, not a test: a missed target still exits 0. A server that
 does not start, dies under load, or a wrk run that fails or sees non-2xx
@@ -36,6 +38,9 @@ WRK_CORE = 1
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 WARMUP_SECONDS = 2
+# Scenario and baseline take turns in bursts this long: a shared machine's
+# slow spells last longer, so each pair of bursts sees the same machine.
+BURST_SECONDS = 2
 LOG_TAIL_LINES = 40
 
 
@@ -392,7 +397,39 @@ def random_item_script(ids: Sequence[str], path: Path) -> Path:
     return path
 
 
-def measure(scenario: Scenario, log: Path, duration: int, connections: int) -> WrkResult:
+@dataclass(frozen=True)
+class Paired:
+    """One scenario's measurement in one round, burst by burst with the baseline's."""
+
+    runs: list[WrkResult]
+    baselines: list[WrkResult]
+    redis_per_request: float | None = None
+    round_trips_per_request: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        """The median of the burst-by-burst ratios."""
+        return statistics.median(
+            r.requests_per_sec / b.requests_per_sec
+            for r, b in zip(self.runs, self.baselines, strict=True)
+        )
+
+
+def bursts(duration: int) -> int:
+    """Bursts per side: an even number, so each side goes first as often as second."""
+    count = max(1, round(duration / BURST_SECONDS))
+    return count + count % 2
+
+
+def measure(
+    scenario: Scenario,
+    baseline: Scenario,
+    baseline_port: int,
+    log: Path,
+    duration: int,
+    connections: int,
+) -> Paired:
+    """The scenario in `duration` seconds of bursts, each paired with one of the baseline's."""
     print(f"{scenario.name}: starting", flush=True)
     with running_server(scenario, log) as port:
         if scenario.seed_items:
@@ -403,19 +440,31 @@ def measure(scenario: Scenario, log: Path, duration: int, connections: int) -> W
                 scenario = replace(scenario, script=script)
         print(f"{scenario.name}: warming up {WARMUP_SECONDS} s", flush=True)
         wrk(scenario, port, WARMUP_SECONDS, connections)
-        print(f"{scenario.name}: measuring {duration} s", flush=True)
+        count = bursts(duration)
+        print(
+            f"{scenario.name}: measuring {count} x {BURST_SECONDS} s next to {BASELINE}", flush=True
+        )
         before = redis_counts(port) if scenario.count_redis else (0, 0)
-        result = wrk(scenario, port, duration, connections)
-        if scenario.count_redis and result.requests:
+        runs, baselines = [], []
+        for number in range(count):
+            # Who goes first alternates: a burst right after another runs on a warmer core.
+            if number % 2 == 0:
+                baselines.append(wrk(baseline, baseline_port, BURST_SECONDS, connections))
+            runs.append(wrk(scenario, port, BURST_SECONDS, connections))
+            if number % 2 == 1:
+                baselines.append(wrk(baseline, baseline_port, BURST_SECONDS, connections))
+        paired = Paired(runs, baselines)
+        requests = sum(r.requests for r in runs)
+        if scenario.count_redis and requests:
             after = redis_counts(port)
-            result = replace(
-                result,
-                redis_per_request=(after[0] - before[0]) / result.requests,
-                round_trips_per_request=(after[1] - before[1]) / result.requests,
+            paired = replace(
+                paired,
+                redis_per_request=(after[0] - before[0]) / requests,
+                round_trips_per_request=(after[1] - before[1]) / requests,
             )
-    if result.socket_errors:
-        print(f"{scenario.name}: warning: {result.socket_errors} socket errors", flush=True)
-    return result
+    if errors := sum(r.socket_errors for r in runs):
+        print(f"{scenario.name}: warning: {errors} socket errors", flush=True)
+    return paired
 
 
 def median_or_none(values: Sequence[float | None]) -> float | None:
@@ -423,33 +472,32 @@ def median_or_none(values: Sequence[float | None]) -> float | None:
     return statistics.median(present) if len(present) == len(values) and present else None
 
 
-def compare(rounds: Sequence[Sequence[tuple[Scenario, WrkResult]]]) -> list[Result]:
-    """Medians over rounds; each ratio is the median of per-round ratios.
+def summarize(scenario: Scenario, rounds: Sequence[Paired]) -> Result:
+    """Medians over every burst; the ratio is the median of the rounds' ratios."""
+    runs = [r for paired in rounds for r in paired.runs]
+    return Result(
+        scenario=scenario.name,
+        requests_per_sec=statistics.median(r.requests_per_sec for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        ratio=statistics.median(paired.ratio for paired in rounds),
+        target=scenario.target,
+        non_2xx=sum(r.non_2xx for r in runs),
+        socket_errors=sum(r.socket_errors for r in runs),
+        redis_per_request=median_or_none([p.redis_per_request for p in rounds]),
+        round_trips_per_request=median_or_none([p.round_trips_per_request for p in rounds]),
+    )
 
-    Within a round every scenario runs back to back with the baseline, so a
-    per-round ratio cancels most of the drift a shared machine adds.
-    """
-    results = []
-    for index, (scenario, _) in enumerate(rounds[0]):
-        runs = [measured[index][1] for measured in rounds]
-        baselines = [next(r for s, r in measured if s.name == BASELINE) for measured in rounds]
-        results.append(
-            Result(
-                scenario=scenario.name,
-                requests_per_sec=statistics.median(r.requests_per_sec for r in runs),
-                p99_ms=statistics.median(r.p99_ms for r in runs),
-                ratio=statistics.median(
-                    r.requests_per_sec / b.requests_per_sec
-                    for r, b in zip(runs, baselines, strict=True)
-                ),
-                target=scenario.target,
-                non_2xx=sum(r.non_2xx for r in runs),
-                socket_errors=sum(r.socket_errors for r in runs),
-                redis_per_request=median_or_none([r.redis_per_request for r in runs]),
-                round_trips_per_request=median_or_none([r.round_trips_per_request for r in runs]),
-            )
-        )
-    return results
+
+def baseline_result(scenario: Scenario, runs: Sequence[WrkResult]) -> Result:
+    return Result(
+        scenario=scenario.name,
+        requests_per_sec=statistics.median(r.requests_per_sec for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        ratio=1.0,
+        target=None,
+        non_2xx=sum(r.non_2xx for r in runs),
+        socket_errors=sum(r.socket_errors for r in runs),
+    )
 
 
 def report(results: Sequence[Result]) -> str:
@@ -486,15 +534,31 @@ def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
 def run(
     selected: Sequence[Scenario], work_dir: Path, duration: int, connections: int, rounds: int
 ) -> list[Result]:
-    measured = []
-    for number in range(1, rounds + 1):
-        print(f"--- round {number}/{rounds}", flush=True)
-        measured.append(
-            [(s, measure(s, work_dir / f"{s.name}.log", duration, connections)) for s in selected]
-        )
-    results = compare(measured)
+    baseline = next(s for s in selected if s.name == BASELINE)
+    others = [s for s in selected if s.name != BASELINE]
+    measured: dict[str, list[Paired]] = {s.name: [] for s in others}
+    # The baseline stays up the whole run, idle between its bursts.
+    with running_server(baseline, work_dir / f"{BASELINE}.log") as baseline_port:
+        wrk(baseline, baseline_port, WARMUP_SECONDS, connections)
+        alone: list[WrkResult] = []
+        for number in range(1, rounds + 1):
+            print(f"--- round {number}/{rounds}", flush=True)
+            for scenario in others:
+                log = work_dir / f"{scenario.name}.log"
+                measured[scenario.name].append(
+                    measure(scenario, baseline, baseline_port, log, duration, connections)
+                )
+            if not others:
+                alone.append(wrk(baseline, baseline_port, duration, connections))
+    baseline_runs = [b for rounds_ in measured.values() for p in rounds_ for b in p.baselines]
+    results = [baseline_result(baseline, baseline_runs or alone)]
+    results += [summarize(s, measured[s.name]) for s in others]
     print()
-    print(f"wrk -t1 -c{connections} -d{duration}s, median of {rounds} round(s)", end="; ")
+    print(
+        f"wrk -t1 -c{connections}, {bursts(duration)} x {BURST_SECONDS} s bursts per scenario,"
+        f" each paired with one of {BASELINE}'s, {rounds} round(s)",
+        end="; ",
+    )
     print(f"server on core {SERVER_CORE}, wrk on core {WRK_CORE}")
     print(report(results))
     return results
