@@ -18,8 +18,8 @@ from typing import Any
 import tomli_w
 
 from app.config import Config, LoggingConfig, load_config
+from app.core.logging_config import configure_logging
 from app.errors import ConfigError, KeelError, PluginError, StartupError
-from app.logging_config import configure_logging
 from app.sharding.commands import migrate_command, reshard_command
 from app.shutdown import serve
 

@@ -17,15 +17,15 @@ from typing import Literal
 import aiohttp_cors
 from aiohttp import web
 
-from app import health, openapi
-from app.client_address import CLIENT_ADDRESSES, ClientAddressResolver
 from app.config import Config
+from app.core import health, openapi
+from app.core.client_address import CLIENT_ADDRESSES, ClientAddressResolver
+from app.core.lifecycle import LIFECYCLE, Lifecycle, Phase
+from app.core.logging_config import set_level
+from app.core.request_context import REQUEST_OBSERVERS, RequestObserver, request_middleware
+from app.core.request_id import RequestIds, add_request_id_header
 from app.errors import TeardownError
-from app.lifecycle import LIFECYCLE, Lifecycle, Phase
-from app.logging_config import set_level
 from app.plugins import Plugin, resolve
-from app.request_context import REQUEST_OBSERVERS, RequestObserver, request_middleware
-from app.request_id import RequestIds, add_request_id_header
 
 log = logging.getLogger("keel.app")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from app.config_schema import (
+from app.core.config_schema import (
     Problems,
     Secret,
     SecretUrl,

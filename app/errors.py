@@ -21,7 +21,7 @@ Hierarchy::
         ├── BadGateway             502 bad_gateway
         └── UpstreamTimeout        504 upstream_timeout
 
-`response_for` (called by the request middleware, app/request_context.py)
+`response_for` (called by the request middleware, app/core/request_context.py)
 turns an `HTTPError`, any aiohttp `HTTPException` and any unexpected
 exception into `{"error": {"code", "message", "details"}}`; an
 unexpected one is logged with its traceback and answered as 500 `internal`
@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from app.json_codec import json_response
+from app.core.json_codec import json_response
 
 log = logging.getLogger("keel.errors")
 

@@ -23,11 +23,11 @@ from collections.abc import Callable
 from aiohttp import web
 
 from app import __version__
-from app.access_log import ACCESS_LOGGER, AccessLogger
 from app.application import CONFIG, Role, apply_reload, create_app
 from app.config import Config, load_config
+from app.core.access_log import ACCESS_LOGGER, AccessLogger
+from app.core.lifecycle import LIFECYCLE, Lifecycle
 from app.errors import ConfigError, KeelError, StartupError
-from app.lifecycle import LIFECYCLE, Lifecycle
 
 log = logging.getLogger("keel.shutdown")
 

@@ -19,10 +19,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from app.access_log import ACCESS_LOGGER, AccessLogger
 from app.application import create_app
 from app.config import LoggingConfig
-from app.logging_config import configure_logging
+from app.core.access_log import ACCESS_LOGGER, AccessLogger
+from app.core.logging_config import configure_logging
 from tests.conftest import PROBE, REPO, ConfigFactory, free_port
 
 WITH_PROBE = f'["metrics", "{PROBE}"]'

@@ -12,9 +12,9 @@ import logging
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from app.access_log import ACCESS_LOGGER, AccessLogger
 from app.application import create_app
-from app.client_address import ClientAddressResolver
+from app.core.access_log import ACCESS_LOGGER, AccessLogger
+from app.core.client_address import ClientAddressResolver
 from tests.conftest import ConfigFactory
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")  # the default of server.trusted_proxies

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from app.config import Config, load_config
-from app.config_schema import Secret, SecretUrl
+from app.core.config_schema import Secret, SecretUrl
 from app.errors import ConfigError
 from app.plugins.redis import RedisSettings
 from tests.conftest import REPO, ConfigFactory

@@ -8,7 +8,7 @@ import pytest
 
 from app.breakers.breaker import Breaker
 from app.breakers.machine import Machine, Policy
-from app.guard import MinimalGuard, Refused, call_guarded
+from app.core.guard import MinimalGuard, Refused, call_guarded
 from tests.fake_clock import Clock
 
 

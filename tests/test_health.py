@@ -6,9 +6,9 @@ import asyncio
 
 from aiohttp.test_utils import TestClient
 
-from app import health
 from app.application import create_app
-from app.lifecycle import LIFECYCLE
+from app.core import health
+from app.core.lifecycle import LIFECYCLE
 from app.plugins import Readiness
 from tests.conftest import PROBE, ConfigFactory
 from tests.plugins.probe import ProbePlugin

@@ -6,8 +6,8 @@ import pytest
 from aiohttp import web
 
 from app.application import create_app
+from app.core.lifecycle import LIFECYCLE, Phase
 from app.errors import TeardownError
-from app.lifecycle import LIFECYCLE, Phase
 from tests.conftest import ConfigFactory
 from tests.plugins.recording import EVENTS
 

@@ -7,7 +7,7 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from app.loop_metrics import LoopCounter, LoopHistogram
+from app.core.loop_metrics import LoopCounter, LoopHistogram
 
 
 def exposition(registry: CollectorRegistry) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from app.periodic import periodic
+from app.core.periodic import periodic
 
 
 async def test_runs_the_step_every_interval_until_the_context_closes() -> None:

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from app.application import create_app
 from app.config import LoggingConfig
-from app.logging_config import configure_logging
+from app.core.logging_config import configure_logging
 from tests.conftest import PROBE, ConfigFactory
 
 HEADER = "X-Request-ID"

@@ -13,6 +13,8 @@ from aiohttp import web
 from app.api.json_body import read_json
 from app.cache.cache import CACHE, CACHE_STATUS
 from app.cache.read_ahead import READ_AHEAD, reads_cache_key
+from app.core.json_codec import json_response
+from app.core.openapi import error_response, json_content
 from app.errors import BadRequest, Invalid, NotFound, PreconditionFailed, Unavailable
 from app.items.model import (
     ID_PATTERN,
@@ -24,8 +26,6 @@ from app.items.model import (
     validate,
 )
 from app.items.store import Conflict, ItemStore
-from app.json_codec import json_response
-from app.openapi import error_response, json_content
 from app.sharding.backend import ShardUnavailable
 from app.sharding.shards import ShardSet
 

@@ -11,10 +11,10 @@ from aiohttp import web
 
 from app.api.items import shard_errors
 from app.api.json_body import read_json
+from app.core.json_codec import json_response
+from app.core.openapi import error_response, json_content
 from app.errors import Invalid, NotFound
 from app.items.model import ID_PATTERN
-from app.json_codec import json_response
-from app.openapi import error_response, json_content
 from app.queue.records import STATUSES
 from app.queue.service import QUEUE
 from app.queue.submission import MAX_ATTEMPTS, MAX_DELAY, Rejected, idempotency_key, validate

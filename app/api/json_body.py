@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
+from app.core.json_codec import JSONDecodeError, loads
 from app.errors import BadJSON, TooLarge, UnsupportedMediaType
-from app.json_codec import JSONDecodeError, loads
 
 
 async def read_json(request: web.Request) -> Any:

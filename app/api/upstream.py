@@ -32,9 +32,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from app.breakers import Breaker
+from app.core.openapi import error_response
+from app.core.request_id import REQUEST_ID
 from app.errors import BadGateway, NotFound, UpstreamTimeout
-from app.openapi import error_response
-from app.request_id import REQUEST_ID
 
 log = logging.getLogger("keel.upstream")
 

@@ -27,15 +27,15 @@ from types import TracebackType
 from typing import ParamSpec, TypeVar
 
 from app.breakers.machine import Machine, WindowStats
+from app.core.guard import GuardState
 from app.errors import CircuitOpen
-from app.guard import GuardState
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 class Breaker:
-    """One named circuit breaker; implements `app.guard.Guard`."""
+    """One named circuit breaker; implements `app.core.guard.Guard`."""
 
     def __init__(self, machine: Machine, clock: Callable[[], float] = time.monotonic) -> None:
         self.name = machine.name

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.guard import GuardState
+from app.core.guard import GuardState
 
 # A refused caller in half-open (every trial slot taken) may ask again soon:
 # the trials in flight decide within about one call's time.

@@ -27,8 +27,8 @@ from app.breakers.breaker import Breaker
 from app.breakers.control import Action, ActionResult, OperatorControl
 from app.breakers.machine import Machine, Transition
 from app.breakers.settings import BreakersSettings
-from app.events import EventHook
-from app.guard import GuardState
+from app.core.events import EventHook
+from app.core.guard import GuardState
 
 log = logging.getLogger("keel.breakers")
 

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from app.breakers.machine import Policy
-from app.config_schema import check, positive, rest_of_table
+from app.core.config_schema import check, positive, rest_of_table
 
 
 def percent(value: float) -> str | None:

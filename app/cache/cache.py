@@ -36,9 +36,9 @@ from prometheus_client import CollectorRegistry
 
 from app.cache.backend import CacheBackend
 from app.cache.read_ahead import ReadAhead
-from app.guard import Guard, Refused, call_guarded
-from app.json_codec import dumps, loads
-from app.loop_metrics import LoopCounter
+from app.core.guard import Guard, Refused, call_guarded
+from app.core.json_codec import dumps, loads
+from app.core.loop_metrics import LoopCounter
 from app.plugins.redis import REDIS_ERRORS
 
 log = logging.getLogger("keel.cache")
@@ -71,7 +71,7 @@ class Bypass(Exception):
 
 class CacheMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        requests = LoopCounter(  # counted on the event loop (app/loop_metrics.py)
+        requests = LoopCounter(  # counted on the event loop (app/core/loop_metrics.py)
             "keel_cache_requests",
             "Cache lookups by result (hit, miss, bypass: cache unavailable, error: call failed).",
             ("result",),

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.json_codec import loads
+from app.core.json_codec import loads
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from app.events import EventHook
+from app.core.events import EventHook
 from app.items.model import IdGenerator, ItemEvent, ItemInput, item_from_row, now_iso
 from app.sharding.shards import ShardSet
 

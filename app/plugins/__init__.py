@@ -37,7 +37,7 @@ from app.errors import PluginError
 
 if TYPE_CHECKING:
     from app.config import Config
-    from app.config_schema import Problems
+    from app.core.config_schema import Problems
 
 # Built-in plugins by name. Listing them here (not scanning a directory) keeps
 # loading explicit: a plugin is loaded because config names it, never because

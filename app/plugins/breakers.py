@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from app.breakers import BreakerRegistry, BreakersSettings, OperatorControl
 from app.config import Config
-from app.lifecycle import LIFECYCLE
+from app.core.lifecycle import LIFECYCLE
 from app.plugins import READY, BasePlugin, Readiness
 from app.plugins.metrics import METRICS
 from app.plugins.redis import REDIS

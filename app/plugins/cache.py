@@ -24,9 +24,9 @@ from app.cache.memory import MemoryBackend
 from app.cache.near import NearCacheBackend
 from app.cache.redis_store import RedisBackend
 from app.config import Config
-from app.config_schema import check, not_negative, positive
+from app.core.config_schema import check, not_negative, positive
+from app.core.periodic import periodic
 from app.items.model import ItemEvent
-from app.periodic import periodic
 from app.plugins import READY, BasePlugin, Readiness
 from app.plugins.metrics import METRICS
 from app.plugins.redis import REDIS

@@ -14,10 +14,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
-from app.lifecycle import LIFECYCLE
-from app.loop_metrics import LoopCounter, LoopHistogram
+from app.core.lifecycle import LIFECYCLE
+from app.core.loop_metrics import LoopCounter, LoopHistogram
+from app.core.request_context import REQUEST_OBSERVERS
 from app.plugins import BasePlugin
-from app.request_context import REQUEST_OBSERVERS
 
 # A small fixed set keeps label cardinality bounded whatever clients send.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -30,7 +30,7 @@ class Metrics:
     def __init__(self, in_flight: Sized) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
-        # Updated on every request: plain numbers on the event loop (app/loop_metrics.py).
+        # Updated on every request: plain numbers on the event loop (app/core/loop_metrics.py).
         self.requests = LoopCounter(
             "keel_http_requests",
             "HTTP requests by method, route template and status.",
@@ -80,7 +80,7 @@ class MetricsPlugin(BasePlugin):
         app.router.add_get("/metrics", self.handle_metrics, name="metrics")
 
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
-        """A request is over (called by the groundwork middleware, app/request_context.py)."""
+        """A request is over (called by the groundwork middleware, app/core/request_context.py)."""
         method = request.method
         if method not in _KNOWN_METHODS:
             method = "OTHER"

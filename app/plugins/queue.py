@@ -30,11 +30,11 @@ from prometheus_client import CollectorRegistry
 
 from app.api import jobs as jobs_api
 from app.config import Config
+from app.core.events import EventHook
+from app.core.guard import Guard, MinimalGuard
+from app.core.lifecycle import LIFECYCLE
+from app.core.periodic import periodic
 from app.errors import StartupError
-from app.events import EventHook
-from app.guard import Guard, MinimalGuard
-from app.lifecycle import LIFECYCLE
-from app.periodic import periodic
 from app.plugins import BasePlugin, Readiness
 from app.plugins.breakers import BREAKERS
 from app.plugins.metrics import METRICS

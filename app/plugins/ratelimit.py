@@ -26,9 +26,9 @@ from redis.exceptions import RedisError
 from app.cache.cache import CACHE, Cache
 from app.cache.read_ahead import READ_AHEAD, ReadAhead, cache_key_of
 from app.config import Config
-from app.config_schema import check
+from app.core.config_schema import check
+from app.core.openapi import error_response
 from app.errors import RateLimited, Unavailable
-from app.openapi import error_response
 from app.plugins import BasePlugin, Readiness
 from app.plugins.metrics import METRICS
 from app.plugins.redis import REDIS

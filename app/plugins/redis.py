@@ -28,10 +28,10 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from redis.exceptions import RedisError
 
 from app.config import Config
-from app.config_schema import SecretUrl, check, positive
-from app.guard import Guard, MinimalGuard, Refused, call_guarded
-from app.lifecycle import LIFECYCLE, Instance
-from app.periodic import periodic
+from app.core.config_schema import SecretUrl, check, positive
+from app.core.guard import Guard, MinimalGuard, Refused, call_guarded
+from app.core.lifecycle import LIFECYCLE, Instance
+from app.core.periodic import periodic
 from app.plugins import READY, BasePlugin, Readiness
 from app.plugins.metrics import METRICS
 from app.redis_batch import RedisBatcher

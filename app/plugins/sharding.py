@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from app.api import items as items_api
 from app.breakers import BreakerRegistry
 from app.config import Config
-from app.config_schema import check, positive
+from app.core.config_schema import check, positive
 from app.plugins import BasePlugin, Readiness
 from app.plugins.breakers import BREAKERS
 from app.plugins.metrics import METRICS

@@ -21,7 +21,7 @@ from aiohttp import web
 from app.api import upstream as upstream_api
 from app.api.upstream import Upstream, UpstreamProxy
 from app.config import Config
-from app.config_schema import check, positive, rest_of_table
+from app.core.config_schema import check, positive, rest_of_table
 from app.plugins import BasePlugin
 from app.plugins.breakers import BREAKERS
 

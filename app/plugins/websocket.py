@@ -25,9 +25,9 @@ from prometheus_client import CollectorRegistry
 
 from app.api.items import ITEMS
 from app.config import Config
+from app.core.lifecycle import LIFECYCLE
+from app.core.openapi import error_response
 from app.items.model import ItemEvent
-from app.lifecycle import LIFECYCLE
-from app.openapi import error_response
 from app.plugins import BasePlugin, Readiness
 from app.plugins.metrics import METRICS
 from app.plugins.redis import REDIS

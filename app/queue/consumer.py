@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from app.json_codec import dumps
+from app.core.json_codec import dumps
 from app.queue.backend import Delivery, QueueBackend, QueueUnavailable
 from app.queue.decision import Action, decide
 from app.queue.message import JobMessage, retry_delay

@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from app.events import EventHook
+from app.core.events import EventHook
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.json_codec import JSONDecodeError, dumps, loads
+from app.core.json_codec import JSONDecodeError, dumps, loads
 
 
 class BadMessage(ValueError):

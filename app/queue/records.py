@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from app.core.json_codec import dumps, loads
 from app.items.model import IdGenerator, now_iso
-from app.json_codec import dumps, loads
 from app.queue.message import JobMessage
 from app.sharding.backend import Row, ShardUnavailable
 from app.sharding.shards import Shard, ShardSet

@@ -25,8 +25,8 @@ from typing import Any
 from aiohttp import web
 
 from app.config import AmqpConfig
-from app.events import EventHook
-from app.guard import Guard, Refused, call_guarded
+from app.core.events import EventHook
+from app.core.guard import Guard, Refused, call_guarded
 from app.queue.backend import QueueBackend, QueueUnavailable
 from app.queue.job_events import JobEvent
 from app.queue.metrics import QueueMetrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from app.config_schema import check, not_negative, positive
+from app.core.config_schema import check, not_negative, positive
 
 # A queue name becomes RabbitMQ queue names and SQLite values: keep it plain.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")

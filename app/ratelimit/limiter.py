@@ -19,8 +19,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from app.cache.read_ahead import ReadAhead
-from app.guard import Refused, call_guarded
-from app.loop_metrics import LoopCounter
+from app.core.guard import Refused, call_guarded
+from app.core.loop_metrics import LoopCounter
 from app.plugins.redis import REDIS_ERRORS, RedisService
 from app.ratelimit.algorithm import Decision
 from app.ratelimit.limits import Limit
@@ -34,7 +34,7 @@ RECENT_LIMITED = 20
 
 
 class DecisionCounters:
-    """`keel_ratelimit_decisions_total{result}`, counted on the event loop (app/loop_metrics.py)."""
+    """`keel_ratelimit_decisions_total{result}`, counted on the event loop (core/loop_metrics)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         counter = LoopCounter(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
-from app.client_address import client_address
+from app.core.client_address import client_address
 from app.ratelimit.headers import PolicyHeaders
 from app.ratelimit.limits import Limit
 

@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from app.config_schema import redact_url
-from app.guard import Guard
+from app.core.config_schema import redact_url
+from app.core.guard import Guard
 from app.sharding.backend import Queries, Row, ShardBackend, ShardUnavailable
 from app.sharding.placement import Placement
 

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, hdrs, web
 
+from app.core.lifecycle import Lifecycle
 from app.errors import error_response
-from app.lifecycle import Lifecycle
 from app.websocket import protocol
 from app.websocket.connection import CLOSE_TIMEOUT, Connection
 from app.websocket.frames import text_frame

@@ -36,7 +36,7 @@ from typing import Any
 
 from redis.asyncio.client import PubSub
 
-from app.guard import Refused, call_guarded
+from app.core.guard import Refused, call_guarded
 from app.plugins.redis import REDIS_ERRORS, RedisService
 from app.websocket.bus import Bus, Deliver
 

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from app.events import EventHook
+from app.core.events import EventHook
 from app.ratelimit.algorithm import gcra
 from app.ratelimit.limits import parse_limit
 from app.websocket import protocol

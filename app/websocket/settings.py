@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.config_schema import check, not_negative, positive
+from app.core.config_schema import check, not_negative, positive
 from app.ratelimit.limits import check_limit
 from app.websocket.channels import check_patterns
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from app import health
 from app.application import create_app
+from app.core import health
 from app.plugins.breakers import BREAKERS
 from app.plugins.redis import REDIS
 from app.plugins.sharding import SHARDS

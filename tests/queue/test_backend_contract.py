@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.config import AmqpConfig
-from app.config_schema import SecretUrl
+from app.core.config_schema import SecretUrl
 from app.queue.backend import Delivery, QueueBackend, QueueUnavailable
 from app.queue.embedded import EmbeddedQueue
 from app.queue.message import JobMessage

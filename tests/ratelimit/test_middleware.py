@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import ClientResponse
 
-from app.health import PLUGINS
+from app.core.health import PLUGINS
 from app.plugins.ratelimit import RATELIMITER
 from tests.ratelimit.conftest import StartClient
 

@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.application import create_app
-from app.health import PLUGINS
+from app.core.health import PLUGINS
 from app.plugins.ratelimit import RATELIMITER
 from app.plugins.redis import REDIS
 from tests.conftest import ConfigFactory

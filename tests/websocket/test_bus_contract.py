@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from app.config_schema import SecretUrl
+from app.core.config_schema import SecretUrl
 from app.plugins.redis import RedisService, RedisSettings
 from app.redis_batch import RedisBatcher
 from app.websocket.bus import Bus, MemoryBus

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from app.application import apply_reload
-from app.lifecycle import LIFECYCLE
+from app.core.lifecycle import LIFECYCLE
 from app.plugins.metrics import METRICS
 from app.websocket import hub as hub_module
 from app.websocket import service as service_module

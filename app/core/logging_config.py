@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from app.config import LoggingConfig
-from app.request_id import current_request_id
+from app.core.request_id import current_request_id
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"
 

@@ -12,8 +12,8 @@ import logging
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from app.client_address import CLIENT_ADDRESSES
-from app.request_id import REQUEST_ID
+from app.core.client_address import CLIENT_ADDRESSES
+from app.core.request_id import REQUEST_ID
 
 ACCESS_LOGGER = logging.getLogger("keel.access")
 

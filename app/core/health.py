@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from app.json_codec import json_response
-from app.lifecycle import LIFECYCLE, Phase
+from app.core.json_codec import json_response
+from app.core.lifecycle import LIFECYCLE, Phase
 from app.plugins import Plugin, Readiness
 
 # A readiness probe must answer quickly even when a dependency hangs.

@@ -5,10 +5,10 @@ a middleware of its own; one layer instead of three keeps the per-request
 cost (a call and a resumption per layer) where it pays for something.
 
 - the request id (`X-Request-ID`), set before anything else so that every log
-  line carries it (app/request_id.py);
+  line carries it (app/core/request_id.py);
 - the client address, resolved once through the trusted proxies
-  (app/client_address.py) and read by limits, logs and the dashboard;
-- in-flight tracking for the drain report (app/lifecycle.py);
+  (app/core/client_address.py) and read by limits, logs and the dashboard;
+- in-flight tracking for the drain report (app/core/lifecycle.py);
 - every exception mapped to the JSON error shape (app/errors.py);
 - the request's outcome told to the `REQUEST_OBSERVERS` (the metrics plugin):
   its final status — the error response's, for an exception; 499 when the
@@ -25,10 +25,10 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from app.client_address import CLIENT_ADDRESS, ClientAddressResolver
+from app.core.client_address import CLIENT_ADDRESS, ClientAddressResolver
+from app.core.lifecycle import Lifecycle
+from app.core.request_id import RequestIds
 from app.errors import response_for
-from app.lifecycle import Lifecycle
-from app.request_id import RequestIds
 
 # Called with the request, its status and its duration in seconds, once it is over.
 RequestObserver = Callable[[web.Request, int, float], None]
