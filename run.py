@@ -17,9 +17,10 @@ from typing import Any
 
 import tomli_w
 
-from app.config import Config, LoggingConfig, load_config
-from app.core.logging_config import configure_logging
+from app.config import Config
+from app.core.logging_config import LoggingSettings, configure_logging
 from app.errors import ConfigError, KeelError, PluginError, StartupError
+from app.plugins import read_config
 from app.sharding.commands import migrate_command, reshard_command
 from app.shutdown import serve
 
@@ -88,9 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command
     env = {**os.environ, **_overrides(args)}
     try:
-        config = load_config(args.config, env)
+        config = read_config(args.config, env)
     except StartupError as exc:
-        configure_logging(LoggingConfig())
+        configure_logging(LoggingSettings())
         for problem in exc.problems:
             print(f"config error: {problem}", file=sys.stderr)
         return EXIT_REFUSED
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(reshard_command(config, dry_run=args.dry_run), config)
     try:
         role = "worker" if command == "worker" else "serve"
-        return _run(serve(config, role=role, reload=lambda: load_config(args.config, env)), config)
+        return _run(serve(config, role=role, reload=lambda: read_config(args.config, env)), config)
     except (ConfigError, PluginError) as exc:
         for problem in exc.problems:
             log.error("startup refused: %s", problem)

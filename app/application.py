@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Literal
 
@@ -19,13 +19,14 @@ from aiohttp import web
 
 from app.config import Config
 from app.core import health, openapi
+from app.core.broadcast import BROADCAST, Broadcast
 from app.core.client_address import CLIENT_ADDRESSES, ClientAddressResolver
 from app.core.lifecycle import LIFECYCLE, Lifecycle, Phase
 from app.core.logging_config import set_level
 from app.core.request_context import REQUEST_OBSERVERS, RequestObserver, request_middleware
 from app.core.request_id import RequestIds, add_request_id_header
 from app.errors import TeardownError
-from app.plugins import Plugin, resolve
+from app.plugins import PLUGINS, Plugin, resolve
 
 log = logging.getLogger("keel.app")
 
@@ -65,6 +66,20 @@ def _plugin_lifespan(
             log.debug("plugin %s stopped", plugin.name)
 
     return lifespan
+
+
+def _drain(plugins: Sequence[Plugin]) -> Callable[[web.Application], Awaitable[None]]:
+    """Shutdown's drain step (the listener is closed): every plugin's `drain`, in reverse
+    dependency order, as teardown runs; one that fails is logged and the others still run."""
+
+    async def drain(app: web.Application) -> None:
+        for plugin in reversed(plugins):
+            try:
+                await plugin.drain(app)
+            except Exception:
+                log.exception("plugin %s: drain failed", plugin.name)
+
+    return drain
 
 
 async def _running(app: web.Application) -> AsyncIterator[None]:
@@ -107,14 +122,16 @@ def create_app(config: Config, *, role: Role = "serve") -> web.Application:
     app[CONFIG] = LiveConfig(config)
     app[LIFECYCLE] = lifecycle
     app[CLIENT_ADDRESSES] = addresses
-    app[health.PLUGINS] = plugins
+    app[BROADCAST] = Broadcast(lifecycle.instance.id)
+    app[PLUGINS] = plugins
     app.on_response_prepare.append(add_request_id_header)
 
-    health.add_routes(app)
+    health.add_routes(app, plugins)
     for plugin in plugins:
         plugin.setup(app)
         app.cleanup_ctx.append(_plugin_lifespan(plugin))
     app.cleanup_ctx.append(_running)
+    app.on_shutdown.append(_drain(plugins))
     if role == "serve":
         openapi.add_routes(app, plugins)
         _setup_cors(app, config.cors.allow_origins)
@@ -129,7 +146,7 @@ def apply_reload(app: web.Application, new: Config) -> list[str]:
     if new.logging.level != old.logging.level:
         set_level(new.logging.level)
         changes.append(f"logging.level: {old.logging.level} -> {new.logging.level}")
-    for plugin in app[health.PLUGINS]:
+    for plugin in app[PLUGINS]:
         changes.extend(plugin.reload(new))
     live.current = new
     return changes

@@ -3,7 +3,9 @@
 `load_config()` is the only reader of the file and the environment. Core
 sections are declared here; a plugin owns its own section (`Plugin.settings`),
 validated in the same pass, so one run reports every problem in the file with
-its key path. Nothing is read at import time.
+its key path. Which sections plugins own is passed in by the caller (the
+plugin registry: `app.plugins.read_config`), so this module knows no plugin.
+Nothing is read at import time.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import dataclasses
 import ipaddress
 import os
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from app.core.config_schema import (
     Problems,
@@ -28,6 +30,7 @@ from app.core.config_schema import (
     tcp_port,
     to_plain,
 )
+from app.core.logging_config import LoggingSettings
 from app.errors import ConfigError
 
 T = TypeVar("T")
@@ -37,11 +40,11 @@ CONFIG_ENV = "KEEL_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
 DEFAULT_PLUGINS = (
     "metrics",
-    "redis",
     "breakers",
+    "redis",
+    "cache",
     "ratelimit",
     "sharding",
-    "cache",
     "upstreams",
     "websocket",
     "queue",
@@ -75,7 +78,7 @@ def _unique(values: tuple[str, ...]) -> str | None:
 
 
 @dataclass(frozen=True)
-class ServerConfig:
+class ServerSettings:
     """`[server]`: the HTTP listener and the drain sequence."""
 
     host: str = "127.0.0.1"
@@ -95,7 +98,7 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
-class WorkerConfig:
+class WorkerSettings:
     """`[worker]`: the `run.py worker` process."""
 
     port: int = field(default=8081, metadata=check(tcp_port))
@@ -111,7 +114,7 @@ def _amqp_url(value: SecretUrl) -> str | None:
 
 
 @dataclass(frozen=True)
-class AmqpConfig:
+class AmqpSettings:
     """`[amqp]`: the RabbitMQ broker of the queue plugin ("" = the embedded SQLite queue)."""
 
     url: SecretUrl = field(default=SecretUrl(""), metadata=check(_amqp_url))
@@ -122,56 +125,44 @@ class AmqpConfig:
 
 
 @dataclass(frozen=True)
-class PluginsConfig:
+class PluginsSettings:
     """`[plugins]`: which plugins load, by name or `package.module:Class`."""
 
     enabled: tuple[str, ...] = field(default=DEFAULT_PLUGINS, metadata=check(_unique))
 
 
 @dataclass(frozen=True)
-class CorsConfig:
+class CorsSettings:
     """`[cors]`: origins allowed to call the API from a browser (none by default)."""
 
     allow_origins: tuple[str, ...] = field(default=(), metadata=check(_origins))
 
 
 @dataclass(frozen=True)
-class AdminConfig:
+class AdminSettings:
     """`[admin]`: "" means a random token is generated and printed at startup."""
 
     token: Secret = field(default_factory=lambda: Secret(""))
 
 
-LogLevel = Literal["debug", "info", "warning", "error", "critical"]
-
-
-@dataclass(frozen=True)
-class LoggingConfig:
-    """`[logging]`: level, line format and the access log."""
-
-    level: LogLevel = "info"
-    format: Literal["text", "json"] = "text"
-    access_log: bool = True
-
-
 @dataclass(frozen=True)
 class Config:
-    """The whole resolved configuration. Plugin sections are reached with `section()`."""
+    """The whole resolved configuration. Plugins' sections are reached with `settings()`."""
 
-    server: ServerConfig = field(default_factory=ServerConfig)
-    worker: WorkerConfig = field(default_factory=WorkerConfig)
-    amqp: AmqpConfig = field(default_factory=AmqpConfig)
-    plugins: PluginsConfig = field(default_factory=PluginsConfig)
-    cors: CorsConfig = field(default_factory=CorsConfig)
-    admin: AdminConfig = field(default_factory=AdminConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
-    # Plugin-owned sections, by their dataclass; filled by load_config.
-    sections: Mapping[str, Any] = field(default_factory=dict)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    amqp: AmqpSettings = field(default_factory=AmqpSettings)
+    plugins: PluginsSettings = field(default_factory=PluginsSettings)
+    cors: CorsSettings = field(default_factory=CorsSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    # Plugin-owned sections by name; filled by load_config.
+    plugin_settings: Mapping[str, Any] = field(default_factory=dict)
     source: Path | None = None
 
-    def section(self, kind: type[T]) -> T:
+    def settings(self, kind: type[T]) -> T:
         """The plugin-owned section of type `kind` (its defaults if the file has none)."""
-        for value in self.sections.values():
+        for value in self.plugin_settings.values():
             if type(value) is kind:
                 return value
         return kind()
@@ -181,20 +172,20 @@ class Config:
         core = {
             f.name: to_plain(getattr(self, f.name), redact=redact)
             for f in dataclasses.fields(self)
-            if f.name not in ("sections", "source")
+            if f.name not in ("plugin_settings", "source")
         }
-        core.update({name: to_plain(s, redact=redact) for name, s in self.sections.items()})
+        core.update({name: to_plain(s, redact=redact) for name, s in self.plugin_settings.items()})
         return core
 
 
 CORE_SECTIONS: dict[str, type[Any]] = {
-    "server": ServerConfig,
-    "worker": WorkerConfig,
-    "amqp": AmqpConfig,
-    "plugins": PluginsConfig,
-    "cors": CorsConfig,
-    "admin": AdminConfig,
-    "logging": LoggingConfig,
+    "server": ServerSettings,
+    "worker": WorkerSettings,
+    "amqp": AmqpSettings,
+    "plugins": PluginsSettings,
+    "cors": CorsSettings,
+    "admin": AdminSettings,
+    "logging": LoggingSettings,
 }
 
 
@@ -267,16 +258,20 @@ def _read_file(path: Path, problems: Problems) -> dict[str, Any]:
     return {}
 
 
+# Given `plugins.enabled`, the sections plugins own: name -> dataclass (problems noted).
+PluginSettingsLookup = Callable[[Sequence[str], Problems], Mapping[str, type[Any]]]
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     *,
-    plugin_sections: Iterable[tuple[str, type[Any]]] | None = None,
+    plugin_settings: PluginSettingsLookup,
 ) -> Config:
     """Read, merge and validate; raise `ConfigError` listing every problem.
 
-    `plugin_sections` names the sections plugins own (name, dataclass); by
-    default those of the built-in plugins and of any enabled by import path.
+    `plugin_settings` tells which sections plugins own, given the enabled list
+    (the registry's `settings_classes`).
     """
     env = os.environ if env is None else env
     problems = Problems()
@@ -291,12 +286,8 @@ def load_config(
             core[name] = build(cls, value, problems, name, text)
         else:
             problems.add(name, "expected a table")
-    if plugin_sections is None:
-        from app.plugins import plugin_settings  # the registry imports config: import late
-
-        enabled = core["plugins"].enabled if "plugins" in core else DEFAULT_PLUGINS
-        plugin_sections = plugin_settings(enabled, problems)
-    owned = dict(plugin_sections)
+    enabled = core["plugins"].enabled if "plugins" in core else DEFAULT_PLUGINS
+    owned = plugin_settings(enabled, problems)
     sections: dict[str, Any] = {}
     for name, value in raw.items():
         if name in CORE_SECTIONS:
@@ -311,4 +302,4 @@ def load_config(
         sections[name] = build(cls, value if isinstance(value, dict) else {}, problems, name, text)
     if problems.lines:
         raise ConfigError([_name_env_source(line, text) for line in problems.lines])
-    return Config(**core, sections=sections, source=source)
+    return Config(**core, plugin_settings=sections, source=source)

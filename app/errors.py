@@ -7,6 +7,8 @@ Hierarchy::
     │   ├── ConfigError            bad config: one problem per key path
     │   └── PluginError            bad plugin set: unknown, duplicate, missing requirement, cycle
     ├── TeardownError              a plugin's teardown failed (the others still ran)
+    ├── DependencyDown             a dependency holding what a request needs cannot answer
+    │                              (a shard): answered as 503 unavailable wherever raised
     └── HTTPError                  a client-facing error: status, code, message, details
         ├── BadRequest             400 bad_request
         ├── BadJSON                400 bad_json
@@ -22,7 +24,7 @@ Hierarchy::
         └── UpstreamTimeout        504 upstream_timeout
 
 `response_for` (called by the request middleware, app/core/request_context.py)
-turns an `HTTPError`, any aiohttp `HTTPException` and any unexpected
+turns an `HTTPError`, a `DependencyDown`, any aiohttp `HTTPException` and any unexpected
 exception into `{"error": {"code", "message", "details"}}`; an
 unexpected one is logged with its traceback and answered as 500 `internal`
 without leaking anything about it.
@@ -63,6 +65,21 @@ class PluginError(StartupError):
 
 class TeardownError(KeelError):
     """A plugin's teardown failed; aiohttp still runs the others and collects every error."""
+
+
+class DependencyDown(KeelError):
+    """A dependency cannot answer now (`ShardUnavailable` is one). Raised deep in library
+    code, it reaches a client as 503 `unavailable` with `Retry-After` and `details`
+    naming the dependency — but not `reason`, which is for logs and `/readyz`."""
+
+    def __init__(
+        self, name: str, reason: str, *, retry_after: float, details: dict[str, Any]
+    ) -> None:
+        super().__init__(f"{name} is unavailable: {reason}")
+        self.name = name
+        self.reason = reason
+        self.retry_after = retry_after
+        self.details = details
 
 
 class HTTPError(KeelError):
@@ -196,6 +213,15 @@ def response_for(exc: Exception, request: web.BaseRequest) -> web.Response:
     """
     if isinstance(exc, HTTPError):
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    if isinstance(exc, DependencyDown):
+        answer = Unavailable(
+            f"{exc.name} is unavailable; try again shortly",
+            retry_after=exc.retry_after,
+            details=exc.details,
+        )
+        return error_response(
+            answer.status, answer.code, answer.message, answer.details, answer.headers
+        )
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc

@@ -24,10 +24,11 @@ from aiohttp import web
 
 from app import __version__
 from app.application import CONFIG, Role, apply_reload, create_app
-from app.config import Config, load_config
+from app.config import Config
 from app.core.access_log import ACCESS_LOGGER, AccessLogger
 from app.core.lifecycle import LIFECYCLE, Lifecycle
 from app.errors import ConfigError, KeelError, StartupError
+from app.plugins import read_config
 
 log = logging.getLogger("keel.shutdown")
 
@@ -118,7 +119,7 @@ async def serve(
     `reload` re-reads the configuration on SIGHUP (the same file and the same
     overrides as at startup); by default the file `config` came from.
     """
-    reload = reload or (lambda: load_config(config.source))
+    reload = reload or (lambda: read_config(config.source))
     app = create_app(config, role=role)
     lifecycle = app[LIFECYCLE]
     host = config.server.host

@@ -20,8 +20,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from app.config import Config, load_config
-from app.redis_batch import RedisBatcher
+from app.config import Config
+from app.plugins import read_config
+from app.redis.batcher import RedisBatcher
 from tests.fake_clock import Clock
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def make_config(tmp_path: Path) -> ConfigFactory:
         path.write_text(toml)
         full_env = {"KEEL_SERVER__DATA_DIR": str(tmp_path / "data")}
         full_env.update({f"KEEL_{k}": v for k, v in env.items()})
-        return load_config(path, full_env)
+        return read_config(path, full_env)
 
     return make
 

@@ -20,9 +20,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from app.application import create_app
-from app.config import LoggingConfig
 from app.core.access_log import ACCESS_LOGGER, AccessLogger
-from app.core.logging_config import configure_logging
+from app.core.logging_config import LoggingSettings, configure_logging
 from tests.conftest import PROBE, REPO, ConfigFactory, free_port
 
 WITH_PROBE = f'["metrics", "{PROBE}"]'
@@ -40,7 +39,7 @@ def logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Logs]:
     def start(line_format: Literal["text", "json"]) -> io.StringIO:
         buffer = io.StringIO()
         monkeypatch.setattr(sys, "stderr", buffer)
-        configure_logging(LoggingConfig(level="info", format=line_format))
+        configure_logging(LoggingSettings(level="info", format=line_format))
         return buffer
 
     yield start

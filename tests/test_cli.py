@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from app import __version__
-from app.config import load_config
+from app.plugins import read_config
 from tests.conftest import PROBE, REPO, free_port
 
 RUN_TIMEOUT = 15.0  # one short-lived `run.py` invocation
@@ -154,7 +154,7 @@ def test_check_config_prints_redacted_toml(tmp_path: Path) -> None:
     assert printed["admin"]["token"] == "***"
     assert printed["redis"]["url"] == "redis://:***@127.0.0.1:6379/0"
     # exactly the resolved config, redacted
-    assert printed == load_config(REPO / "config.toml", env).as_dict()
+    assert printed == read_config(REPO / "config.toml", env).as_dict()
     assert printed["server"]["data_dir"] == str(tmp_path / "data")  # env applied
 
 
@@ -167,7 +167,7 @@ def test_check_config_json(tmp_path: Path) -> None:
     printed = json.loads(body)
     assert printed["admin"]["token"] == "***"
     assert printed["redis"]["url"] == "redis://:***@127.0.0.1:6379/0"
-    assert printed == load_config(REPO / "config.toml", env).as_dict()
+    assert printed == read_config(REPO / "config.toml", env).as_dict()
 
 
 def test_check_config_user_in_url_keeps_the_user(tmp_path: Path) -> None:

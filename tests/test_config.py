@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from app.config import Config, load_config
+from app.config import Config
 from app.core.config_schema import Secret, SecretUrl
 from app.errors import ConfigError
-from app.plugins.redis import RedisSettings
+from app.plugins import read_config
+from app.redis import RedisSettings
 from tests.conftest import REPO, ConfigFactory
 
 REPO_CONFIG = REPO / "config.toml"
@@ -64,8 +65,8 @@ def lookup(tree: dict[str, Any], path: tuple[str, ...]) -> Any:
 def test_repo_config_equals_builtin_defaults(tmp_path: Path) -> None:
     empty = tmp_path / "empty.toml"
     empty.write_text("")
-    from_repo = load_config(REPO_CONFIG, env={})
-    defaults = load_config(empty, env={})
+    from_repo = read_config(REPO_CONFIG, env={})
+    defaults = read_config(empty, env={})
     assert from_repo.as_dict(redact=False) == defaults.as_dict(redact=False)
     assert from_repo.source == REPO_CONFIG
     assert defaults.source == empty
@@ -76,7 +77,7 @@ def test_repo_config_states_every_key_of_the_resolved_tree(tmp_path: Path) -> No
     in_file = tomllib.loads(text)
     empty = tmp_path / "empty.toml"
     empty.write_text("")
-    resolved = load_config(empty, env={}).as_dict(redact=False)
+    resolved = read_config(empty, env={}).as_dict(redact=False)
     paths = list(leaves(resolved))
     assert len(paths) > 20, "the walk must actually visit the tree"
     missing = []
@@ -189,7 +190,7 @@ def test_env_secret_number_like(make_config: ConfigFactory) -> None:
 
 def test_env_secret_url(make_config: ConfigFactory) -> None:
     url = "redis://:pw@127.0.0.1:6379/0"
-    settings = make_config(REDIS__URL=url).section(RedisSettings)
+    settings = make_config(REDIS__URL=url).settings(RedisSettings)
     assert isinstance(settings.url, SecretUrl)
     assert settings.url.reveal() == url
     assert str(settings.url) == "redis://:***@127.0.0.1:6379/0"
@@ -205,7 +206,7 @@ def test_env_overrides_file(make_config: ConfigFactory) -> None:
 
 def test_env_overrides_plugin_section_from_file(make_config: ConfigFactory) -> None:
     toml = '[redis]\nurl = "redis://127.0.0.1:6379/1"\nkey_prefix = "file:"\n'
-    settings = make_config(toml, REDIS__KEY_PREFIX="env:").section(RedisSettings)
+    settings = make_config(toml, REDIS__KEY_PREFIX="env:").settings(RedisSettings)
     assert settings.key_prefix == "env:"
     assert str(settings.url) == "redis://127.0.0.1:6379/1"
 
@@ -213,7 +214,7 @@ def test_env_overrides_plugin_section_from_file(make_config: ConfigFactory) -> N
 def test_non_keel_variables_are_ignored(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("")
-    config = load_config(path, {"SERVER__PORT": "1", "KEELX_SERVER__PORT": "2", "HOME": "/"})
+    config = read_config(path, {"SERVER__PORT": "1", "KEELX_SERVER__PORT": "2", "HOME": "/"})
     assert config.server.port == 8080
 
 
@@ -383,7 +384,7 @@ def test_malformed_env_name(make_config: ConfigFactory, name: str) -> None:
 def test_keel_config_variable_is_not_an_override(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[server]\nport = 1234\n")
-    config = load_config(path, {"KEEL_CONFIG": str(tmp_path / "elsewhere.toml")})
+    config = read_config(path, {"KEEL_CONFIG": str(tmp_path / "elsewhere.toml")})
     assert config.server.port == 1234
 
 
@@ -402,14 +403,14 @@ def test_invalid_toml_file(make_config: ConfigFactory) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.toml"
     with pytest.raises(ConfigError) as caught:
-        load_config(missing, {})
+        read_config(missing, {})
     assert caught.value.problems == [f"{missing}: config file not found"]
 
 
 def test_keel_config_selects_the_file(tmp_path: Path) -> None:
     path = tmp_path / "other.toml"
     path.write_text("[server]\nport = 4321\n")
-    config = load_config(None, {"KEEL_CONFIG": str(path)})
+    config = read_config(None, {"KEEL_CONFIG": str(path)})
     assert config.server.port == 4321
     assert config.source == path
 
@@ -419,7 +420,7 @@ def test_explicit_path_beats_keel_config(tmp_path: Path) -> None:
     explicit.write_text("[server]\nport = 1111\n")
     other = tmp_path / "other.toml"
     other.write_text("[server]\nport = 2222\n")
-    assert load_config(explicit, {"KEEL_CONFIG": str(other)}).server.port == 1111
+    assert read_config(explicit, {"KEEL_CONFIG": str(other)}).server.port == 1111
 
 
 def test_several_problems_are_reported_together(make_config: ConfigFactory) -> None:
@@ -539,7 +540,7 @@ def test_secret_url_str_and_format_hide_the_password() -> None:
 
 
 def test_section_defaults_without_the_table(make_config: ConfigFactory) -> None:
-    settings = make_config("[server]\nport = 8080\n").section(RedisSettings)
+    settings = make_config("[server]\nport = 8080\n").settings(RedisSettings)
     assert settings == RedisSettings()
     assert settings.url.reveal() == ""
     assert not settings.url
@@ -554,7 +555,7 @@ def test_section_values_from_the_file(make_config: ConfigFactory) -> None:
         "max_connections = 8\n"
         "heartbeat_interval = 1\n"
     )
-    settings = make_config(toml).section(RedisSettings)
+    settings = make_config(toml).settings(RedisSettings)
     assert isinstance(settings, RedisSettings)
     assert settings.url.reveal() == "redis://:pw@10.0.0.5:6379/3"
     assert settings.key_prefix == "staging:"
@@ -571,7 +572,7 @@ def test_section_of_an_unknown_kind_is_its_defaults(make_config: ConfigFactory) 
     class Elsewhere:
         x: int = 3
 
-    assert make_config().section(Elsewhere) == Elsewhere()
+    assert make_config().settings(Elsewhere) == Elsewhere()
 
 
 def test_config_is_frozen(make_config: ConfigFactory) -> None:

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 from app.application import create_app
 from app.core import health
 from app.core.lifecycle import LIFECYCLE
-from app.plugins import Readiness
+from app.plugins import PLUGINS, Readiness
 from tests.conftest import PROBE, ConfigFactory
 from tests.plugins.probe import ProbePlugin
 
@@ -20,7 +20,7 @@ async def make_client(aiohttp_client, make_config: ConfigFactory) -> TestClient:
 
 
 def probe_of(client: TestClient) -> ProbePlugin:
-    (probe,) = [p for p in client.app[health.PLUGINS] if p.name == "probe"]
+    (probe,) = [p for p in client.app[PLUGINS] if p.name == "probe"]
     assert isinstance(probe, ProbePlugin)
     return probe
 

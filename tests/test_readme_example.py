@@ -9,8 +9,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.application import create_app
-from app.core.health import PLUGINS
 from app.errors import PluginError
+from app.plugins import PLUGINS
 from tests.conftest import REPO, ConfigFactory
 
 

@@ -9,7 +9,7 @@ import pytest
 import uvloop
 from redis.exceptions import RedisError, ResponseError
 
-from app.redis_batch import RedisBatcher
+from app.redis.batcher import RedisBatcher
 from tests.conftest import free_port, open_batcher
 from tests.private_redis import PrivateRedis
 

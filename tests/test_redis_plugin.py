@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from app.application import create_app
-from app.plugins.redis import REDIS
+from app.redis import REDIS
 from tests.conftest import ConfigFactory, free_port
 
 

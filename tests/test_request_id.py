@@ -14,8 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.application import create_app
-from app.config import LoggingConfig
-from app.core.logging_config import configure_logging
+from app.core.logging_config import LoggingSettings, configure_logging
 from tests.conftest import PROBE, ConfigFactory
 
 HEADER = "X-Request-ID"
@@ -35,7 +34,7 @@ def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     handlers, level = list(root.handlers), root.level
     buffer = io.StringIO()
     monkeypatch.setattr(sys, "stderr", buffer)
-    configure_logging(LoggingConfig(level="info", format="json"))
+    configure_logging(LoggingSettings(level="info", format="json"))
     yield buffer
     root.handlers[:] = handlers  # configure_logging may also have removed one of ours
     root.setLevel(level)

@@ -1,13 +1,15 @@
-"""Circuit breakers: the pure state machine, the `Breaker`, the registry and operator control."""
+"""Circuit breakers: the pure state machine, the `Breaker`, the registry (`app[BREAKERS]`) and
+operator actions."""
 
+from app.breakers.actions import ACTIONS, Action, ActionResult
 from app.breakers.breaker import Breaker
-from app.breakers.control import ACTIONS, Action, ActionResult, OperatorControl
 from app.breakers.machine import Machine, Policy, Transition, WindowStats
-from app.breakers.registry import BreakerRegistry
+from app.breakers.registry import BREAKERS, BreakerRegistry
 from app.breakers.settings import BreakerOverride, BreakersSettings
 
 __all__ = [
     "ACTIONS",
+    "BREAKERS",
     "Action",
     "ActionResult",
     "Breaker",
@@ -15,7 +17,6 @@ __all__ = [
     "BreakerRegistry",
     "BreakersSettings",
     "Machine",
-    "OperatorControl",
     "Policy",
     "Transition",
     "WindowStats",

@@ -21,12 +21,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from app.breakers.actions import ACTIONS, Action, ActionResult
 from app.breakers.breaker import Breaker
-from app.breakers.control import Action, ActionResult, OperatorControl
 from app.breakers.machine import Machine, Transition
 from app.breakers.settings import BreakersSettings
+from app.core.broadcast import Broadcast
 from app.core.events import EventHook
 from app.core.guard import GuardState
 
@@ -52,17 +54,19 @@ class BreakerRegistry:
         self,
         settings: BreakersSettings,
         registry: CollectorRegistry,
+        broadcast: Broadcast | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`broadcast` carries operator actions to every instance (this one only by default)."""
         self.settings = settings
         self._clock = clock
         self._breakers: dict[str, Breaker] = {}
         self.transitions: EventHook[Transition] = EventHook("breakers.transitions")
         self._pending: deque[Transition] = deque(maxlen=_PENDING_LIMIT)
         self._wake = asyncio.Event()
-        # Local-only until the plugin connects it to Redis.
-        self.control = OperatorControl(self, instance_id="local")
+        self.broadcast = broadcast or Broadcast("local")
+        self.broadcast.handle("breakers", self._apply_action)
         self._transitions = Counter(
             "keel_breaker_transitions",
             "Circuit breaker transitions by breaker and new state.",
@@ -94,19 +98,26 @@ class BreakerRegistry:
     def __len__(self) -> int:
         return len(self._breakers)
 
-    # Operator actions: on every instance when Redis is set (see `control`).
+    # Operator actions: on every instance the broadcast reaches (all of them with Redis).
 
     async def reset(self, name: str) -> ActionResult:
         """Close `name` with an empty window, on every instance."""
-        return await self.control.apply("reset", name)
+        return await self.act("reset", name)
 
     async def force_open(self, name: str) -> ActionResult:
         """Refuse every call through `name` until reset, on every instance."""
-        return await self.control.apply("force_open", name)
+        return await self.act("force_open", name)
 
     async def disable(self, name: str) -> ActionResult:
         """Let every call through `name`, judging nothing, until reset, on every instance."""
-        return await self.control.apply("disable", name)
+        return await self.act("disable", name)
+
+    async def act(self, action: Action, name: str) -> ActionResult:
+        """Apply `action` to breaker `name` on every instance; report who did."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}: expected one of {', '.join(ACTIONS)}")
+        delivery = await self.broadcast.send("breakers", {"action": action, "breaker": name})
+        return ActionResult.of(action, name, delivery)
 
     def apply(self, action: Action, name: str) -> bool:
         """Apply an operator action to this instance's breaker; False if there is none."""
@@ -115,6 +126,15 @@ class BreakerRegistry:
             return False
         getattr(breaker.machine, action)()
         return True
+
+    def _apply_action(self, payload: dict[str, Any]) -> bool:
+        action, name = payload.get("action"), str(payload.get("breaker"))
+        if action not in ACTIONS:
+            log.warning("ignoring an unknown breaker action: %r", action)
+            return False
+        applied = self.apply(action, name)
+        log.info("breaker %s: operator %s%s", name, action, "" if applied else " (none here)")
+        return applied
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Each breaker's state, policy and window, for `state()` and the dashboard."""
@@ -167,3 +187,6 @@ class BreakerRegistry:
             self._wake.clear()
             while self._pending:
                 await self.transitions.emit(self._pending.popleft())
+
+
+BREAKERS = web.AppKey("keel.breakers", BreakerRegistry)

@@ -27,6 +27,8 @@ class LeaseStep(NamedTuple):
 
 class CacheBackend(ABC):
     name: str
+    # What a failed call raises: the errors the cache counts against its guard.
+    errors: tuple[type[BaseException], ...] = ()
 
     @abstractmethod
     async def get(self, key: str) -> bytes | None:

@@ -39,7 +39,6 @@ from app.cache.read_ahead import ReadAhead
 from app.core.guard import Guard, Refused, call_guarded
 from app.core.json_codec import dumps, loads
 from app.core.loop_metrics import LoopCounter
-from app.plugins.redis import REDIS_ERRORS
 
 log = logging.getLogger("keel.cache")
 
@@ -50,7 +49,6 @@ CACHE_STATUS: dict[LookupStatus, str] = {
     "miss": "keel; fwd=miss",
     "bypass": "keel; fwd=bypass",
 }
-BACKEND_ERRORS = REDIS_ERRORS  # the only backend that can fail is Redis
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -102,14 +100,15 @@ class Cache:
         times: CacheTimes,
         metrics: CacheMetrics,
         *,
-        guard: Callable[[], Guard | None] = lambda: None,
+        guard: Guard | None = None,
         max_pending: int = 10_000,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.backend = backend
         self.times = times
         self.metrics = metrics
-        self._guard = guard
+        # Asked before every backend call (the `redis` breaker); None: nothing can fail.
+        self.guard = guard
         self.max_pending = max_pending
         self._jitter = jitter
         self._flights: dict[str, asyncio.Future[Lookup]] = {}
@@ -139,15 +138,16 @@ class Cache:
 
     async def _call(self, op: Callable[[], Awaitable[R]]) -> R:
         """Run one backend call through the guard; Bypass if refused or failed."""
-        guard = self._guard()
+        guard = self.guard
         if guard is None:
             return await op()
+        errors = self.backend.errors
         try:
-            return await call_guarded(guard, op, BACKEND_ERRORS)
+            return await call_guarded(guard, op, errors)
         except Refused:
             self._dirty = True  # an outage seen from here: values may have missed invalidations
             raise Bypass() from None
-        except BACKEND_ERRORS as exc:
+        except errors as exc:
             if not self._dirty:
                 log.warning("cache backend unreachable (%s); bypassing the cache", exc)
             self._dirty = True

@@ -26,11 +26,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from redis.exceptions import RedisError
-
 from app.cache.backend import CacheBackend
 from app.cache.memory import MemoryBackend
 from app.cache.redis_store import RedisBackend
+from app.core.background import background
+from app.core.outage import Outage
+from app.redis import REDIS_ERRORS
 
 log = logging.getLogger("keel.cache")
 
@@ -42,6 +43,7 @@ RECONNECT_DELAY = 0.5
 
 class NearCacheBackend(CacheBackend):
     name = "redis+local"
+    errors = REDIS_ERRORS
 
     def __init__(self, remote: RedisBackend, local: MemoryBackend, local_ttl: float) -> None:
         self.remote = remote
@@ -51,6 +53,7 @@ class NearCacheBackend(CacheBackend):
         self._subscribed = False
         self._last_heard = 0.0
         self.received = 0
+        self.outage = Outage("cache invalidation listener: redis", log)
 
     @property
     def listening(self) -> bool:
@@ -112,21 +115,18 @@ class NearCacheBackend(CacheBackend):
 
     @contextlib.asynccontextmanager
     async def listening_for_invalidations(self) -> AsyncIterator[None]:
-        task = asyncio.create_task(self._listen(), name="keel.cache.invalidations")
         try:
-            yield
+            async with background("keel.cache.invalidations", self._listen):
+                yield
         finally:
             self._stop_trusting_local()
-            task.cancel()
-            await asyncio.wait([task], timeout=5)
 
     async def _listen(self) -> None:
         while True:
             try:
                 await self._listen_once()
-            except (RedisError, OSError, TimeoutError) as exc:
-                if self._subscribed:
-                    log.warning("cache invalidation listener lost (%s); local tier off", exc)
+            except REDIS_ERRORS as exc:
+                self.outage.failed(exc, "local tier off")
             self._stop_trusting_local()
             await asyncio.sleep(RECONNECT_DELAY)
 
@@ -145,7 +145,7 @@ class NearCacheBackend(CacheBackend):
                     if kind == "subscribe":
                         await self.local.clear()  # anything missed before is gone
                         self._subscribed = True
-                        log.info("cache invalidation listener subscribed; local tier on")
+                        self.outage.recovered("local tier on")
                     elif kind == "message":
                         self.received += 1
                         await self.local.delete(message["data"].decode().split("\n"))
@@ -158,5 +158,5 @@ class NearCacheBackend(CacheBackend):
                     )
         finally:
             self._stop_trusting_local()
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*REDIS_ERRORS):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

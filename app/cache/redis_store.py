@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Awaitable, Sequence
 
 from app.cache.backend import CacheBackend, LeaseStep
-from app.redis_batch import RedisBatcher
+from app.redis import REDIS_ERRORS, RedisBatcher
 
 # KEYS: the value, the lease. ARGV: the token, the lease's ms, the oldest trusted epoch.
 # Returns the stored `<epoch>|<value>`, 1 (lease taken) or 0 (another caller holds it).
@@ -64,6 +64,7 @@ def _ms(seconds: float) -> int:
 
 class RedisBackend(CacheBackend):
     name = "redis"
+    errors = REDIS_ERRORS
 
     def __init__(self, batch: RedisBatcher, prefix: str) -> None:
         self.client = batch.client

@@ -4,18 +4,41 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from aiohttp import web
 
 from app.core.json_codec import json_response
 from app.core.lifecycle import LIFECYCLE, Phase
-from app.plugins import Plugin, Readiness
 
 # A readiness probe must answer quickly even when a dependency hangs.
 CHECK_TIMEOUT = 2.0
 
-PLUGINS: web.AppKey[Sequence[Plugin]] = web.AppKey("keel.plugins")
+ReadinessStatus = Literal["ok", "degraded", "down"]
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """A plugin's answer to "may this instance take traffic?"."""
+
+    status: ReadinessStatus = "ok"
+    detail: str = ""
+
+
+READY = Readiness()
+
+
+class ReadinessCheck(Protocol):
+    """What `/readyz` asks: every plugin is one."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def readiness(self) -> Readiness: ...
+
+
+CHECKS: web.AppKey[Sequence[ReadinessCheck]] = web.AppKey("keel.readiness_checks")
 
 _HEALTHY = b'{"status":"ok"}'
 
@@ -25,7 +48,7 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(body=_HEALTHY, content_type="application/json")
 
 
-async def _check(plugin: Plugin) -> Readiness:
+async def _check(plugin: ReadinessCheck) -> Readiness:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             return await plugin.readiness()
@@ -33,7 +56,9 @@ async def _check(plugin: Plugin) -> Readiness:
         return Readiness("down", f"readiness check took over {CHECK_TIMEOUT}s")
 
 
-async def readiness_report(plugins: Sequence[Plugin], phase: Phase) -> tuple[int, dict[str, Any]]:
+async def readiness_report(
+    plugins: Sequence[ReadinessCheck], phase: Phase
+) -> tuple[int, dict[str, Any]]:
     """(status code, body) of `/readyz` for the given plugins and phase."""
     results = await asyncio.gather(*(_check(p) for p in plugins))
     by_name = {
@@ -55,10 +80,11 @@ async def readiness_report(plugins: Sequence[Plugin], phase: Phase) -> tuple[int
 
 async def readyz(request: web.Request) -> web.Response:
     """200 when this instance should get traffic; 503 while starting, draining or down."""
-    code, body = await readiness_report(request.app[PLUGINS], request.app[LIFECYCLE].phase)
+    code, body = await readiness_report(request.app[CHECKS], request.app[LIFECYCLE].phase)
     return json_response(body, status=code)
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, checks: Sequence[ReadinessCheck]) -> None:
+    app[CHECKS] = checks
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/readyz", readyz, name="readyz")

@@ -6,10 +6,34 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from app.config import LoggingConfig
+from app.core.config_schema import check
 from app.core.request_id import current_request_id
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _level(value: str) -> str | None:
+    if value.lower() in LEVELS:
+        return None
+    # Worded as config_schema words any other choice of values; any case is accepted.
+    choices = " or ".join(f'"{level}"' for level in LEVELS)
+    return f'expected {choices}, got "{value}"'
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """`[logging]`: level (any case: Python users write `WARNING`), line format, access log."""
+
+    level: str = field(default="info", metadata=check(_level))
+    format: Literal["text", "json"] = "text"
+    access_log: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "level", self.level.lower())  # one spelling from here on
+
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"
 
@@ -39,7 +63,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def configure_logging(config: LoggingConfig) -> None:
+def configure_logging(config: LoggingSettings) -> None:
     """Install one stderr handler on the root logger (replacing any earlier one of ours)."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "keel", False)]:

@@ -1,19 +1,30 @@
-"""The OpenAPI 3.1 document: core paths here, each plugin's from `openapi_paths()`.
+"""The OpenAPI 3.1 document: core paths here, each plugin's contribution added to it.
 
 The document is assembled from the same plugins that add the routes, so an
 enabled plugin's routes are always described; a test compares the router with
-the document in both directions.
+the document in both directions, and schemathesis compares it with behaviour.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from app import __version__
-from app.plugins import Plugin
+
+
+class OpenApiContributor(Protocol):
+    """What a plugin adds to the document: its paths and schemas, then amendments to the
+    finished document (the rate limiter adds 429 to every operation it limits)."""
+
+    def openapi_paths(self) -> dict[str, Any]: ...
+
+    def openapi_schemas(self) -> dict[str, Any]: ...
+
+    def amend_openapi(self, document: dict[str, Any]) -> None: ...
+
 
 OPENAPI = web.AppKey("keel.openapi", dict)
 
@@ -113,11 +124,11 @@ CORE_PATHS: dict[str, Any] = {
 }
 
 
-def build_document(plugins: Iterable[Plugin]) -> dict[str, Any]:
+def build_document(contributors: Iterable[OpenApiContributor]) -> dict[str, Any]:
     paths = dict(CORE_PATHS)
     schemas: dict[str, Any] = {}
-    plugins = tuple(plugins)
-    for plugin in plugins:
+    contributors = tuple(contributors)
+    for plugin in contributors:
         paths.update(plugin.openapi_paths())
         schemas.update(plugin.openapi_schemas())
     document = {
@@ -134,12 +145,8 @@ def build_document(plugins: Iterable[Plugin]) -> dict[str, Any]:
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": {**SCHEMAS, **schemas}},
     }
-    # A plugin that changes other plugins' routes (the rate limiter adds 429)
-    # amends the finished document; optional, so not part of the Plugin protocol.
-    for plugin in plugins:
-        amend = getattr(plugin, "openapi_amend", None)
-        if amend is not None:
-            amend(document)
+    for plugin in contributors:
+        plugin.amend_openapi(document)
     return document
 
 
@@ -147,6 +154,6 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI])
 
 
-def add_routes(app: web.Application, plugins: Iterable[Plugin]) -> None:
-    app[OPENAPI] = build_document(plugins)
+def add_routes(app: web.Application, contributors: Iterable[OpenApiContributor]) -> None:
+    app[OPENAPI] = build_document(contributors)
     app.router.add_get("/api/openapi.json", openapi_json, name="openapi")

@@ -2,21 +2,18 @@
 
 Stopping must not depend on cancellation alone: some client libraries turn a
 cancellation that lands mid-call into their own connection error, which a
-step rightly catches — and a `while True` loop would then run forever and hang
-shutdown. So the loop also checks a stop flag, and the exit waits a bounded
-time before giving up on the task (with a log line naming it).
+step rightly catches — and a `while True` loop would then run forever. So the
+loop also checks a stop flag, and the stop itself is bounded
+(`app.core.background`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-log = logging.getLogger("keel.periodic")
-
-STOP_TIMEOUT = 5.0
+from app.core.background import background
 
 
 @contextlib.asynccontextmanager
@@ -35,14 +32,8 @@ async def periodic(
                 return
             await step()
 
-    task = asyncio.create_task(loop(), name=name)
-    try:
-        yield
-    finally:
-        stop.set()
-        task.cancel()
-        done, _ = await asyncio.wait([task], timeout=STOP_TIMEOUT)
-        if not done:
-            log.error("%s did not stop within %.0f s; abandoning it", name, STOP_TIMEOUT)
-        elif not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", name, exc_info=task.exception())
+    async with background(name, loop):
+        try:
+            yield
+        finally:
+            stop.set()

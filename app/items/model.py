@@ -3,7 +3,7 @@
 An item is `{"id", "name", "price", "tags", "version", "created_at", "updated_at"}`.
 Server ids are time-ordered and URL-safe (26 chars of Crockford base32: 48 bits
 of milliseconds, then 80 random bits); a client may choose an id on PUT (1..128
-characters of `[A-Za-z0-9._:-]`). Lists are ordered by id, bytewise.
+characters of `[A-Za-z0-9._:-]`, checked by `app.api.path_id`). Lists are ordered by id, bytewise.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from typing import Any, Literal
 
 from app.core.json_codec import loads
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 MAX_NAME = 200
@@ -138,6 +136,11 @@ def item_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
     }
+
+
+def item_cache_key(item_id: str) -> str:
+    """The cache entry of one item (read by its GET, dropped by every write)."""
+    return f"item:{item_id}"
 
 
 def etag(version: int) -> str:

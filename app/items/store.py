@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
+
 from app.core.events import EventHook
 from app.items.model import IdGenerator, ItemEvent, ItemInput, item_from_row, now_iso
 from app.sharding.shards import ShardSet
@@ -137,3 +139,6 @@ class ItemStore:
             items=[item_from_row(row) for row in rows],
             next_after=rows[-1]["id"] if more and rows else None,
         )
+
+
+ITEMS = web.AppKey("keel.items", ItemStore)

@@ -1,62 +1,42 @@
 """The `breakers` plugin: named circuit breakers guarding every dependency.
 
-Publishes `app[BREAKERS]` (a `BreakerRegistry`). Set up after `redis` (an
-optional dependency), it replaces `app[REDIS].breaker` — the redis plugin's
-minimal guard — with the registry's `redis` breaker; the sharding plugin, set
-up after this one, takes `shard.<n>` from the registry, and the upstreams
-plugin `upstream.<name>`. Operator actions reach every instance through Redis
-pub/sub when `[redis] url` is set.
+Publishes `app[BREAKERS]` (a `BreakerRegistry`) and is set up before the
+plugins whose dependencies it guards: the redis plugin takes the `redis`
+breaker, sharding `shard.<n>`, the queue `amqp`, upstreams `upstream.<name>`.
+Operator actions (`reset`, `force_open`, `disable`) go through the
+application's broadcast, which reaches every instance while the redis plugin
+has Redis attached to it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
-from app.breakers import BreakerRegistry, BreakersSettings, OperatorControl
-from app.config import Config
-from app.core.lifecycle import LIFECYCLE
-from app.plugins import READY, BasePlugin, Readiness
-from app.plugins.metrics import METRICS
-from app.plugins.redis import REDIS
-
-BREAKERS = web.AppKey("keel.breakers", BreakerRegistry)
+from app.breakers import BREAKERS, BreakerRegistry, BreakersSettings
+from app.core.background import background
+from app.core.broadcast import BROADCAST
+from app.metrics import registry_of
+from app.plugins import READY, BasePlugin, Readiness, SettingsOf
 
 
 class BreakersPlugin(BasePlugin):
     name = "breakers"
-    optional = ("metrics", "redis")
-    settings = BreakersSettings
-
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.options = config.section(BreakersSettings)
+    optional = ("metrics",)
+    settings = SettingsOf(BreakersSettings)
 
     def setup(self, app: web.Application) -> None:
-        metrics = app.get(METRICS)
-        registry = metrics.registry if metrics is not None else CollectorRegistry()
-        self.registry = BreakerRegistry(self.options, registry)
-        app[BREAKERS] = self.registry
-        redis = app.get(REDIS)
-        if redis is not None:
-            redis.breaker = self.registry.get("redis")
-        self.registry.control = OperatorControl(self.registry, app[LIFECYCLE].instance.id, redis)
+        self.registry = app[BREAKERS] = BreakerRegistry(
+            self.settings, registry_of(app), app[BROADCAST]
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        dispatching = asyncio.create_task(self.registry.dispatch(), name="keel.breakers.events")
-        try:
-            async with self.registry.control.listening():
-                yield
-        finally:
-            dispatching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await dispatching
+        async with background("keel.breakers.events", self.registry.dispatch):
+            yield
 
     async def readiness(self) -> Readiness:
         refusing = [b for b in self.registry if b.state in ("open", "forced_open")]
@@ -67,6 +47,6 @@ class BreakersPlugin(BasePlugin):
 
     def state(self) -> dict[str, Any]:
         return {
-            "cross_instance": self.registry.control.redis is not None,
+            "cross_instance": self.registry.broadcast.cross_instance,
             "breakers": self.registry.snapshot(),
         }

@@ -23,8 +23,8 @@ from typing import Any
 from aiohttp import web
 
 from app.plugins import BasePlugin
-from app.queue.tasks import TASKS, Field, JobContext, fields, task
-from app.websocket.service import WEBSOCKET
+from app.queue import TASKS, Field, JobContext, fields, task
+from app.websocket import WEBSOCKET
 
 # Channels WebSocket clients may publish on (a chat to try /ws with).
 PUBLISH_CHANNELS = ("chat.*",)

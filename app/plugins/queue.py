@@ -10,9 +10,9 @@ on the shards (`app.queue.records`), so every instance sees every job.
 
 In the `serve` role it adds `POST /api/jobs` and `GET /api/jobs/{id}` and, unless
 `[queue] consume = false`, consumes too; `run.py worker` only consumes. Both run
-the outbox relay. Shutdown: consuming stops when the listener closes
-(`on_shutdown`); running jobs get `server.shutdown_timeout` to finish; the rest
-go back to the queue unacked.
+the outbox relay. Shutdown: consuming stops at the drain step (the listener has
+closed); running jobs get `server.shutdown_timeout` to finish; the rest go back
+to the queue unacked.
 
 Operator API (the admin dashboard's): `dead_jobs()`, `requeue_dead(ids)`,
 `purge_dead()`.
@@ -26,19 +26,18 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from app.api import jobs as jobs_api
+from app.api import jobs_openapi
+from app.breakers import BREAKERS
 from app.config import Config
 from app.core.events import EventHook
 from app.core.guard import Guard, MinimalGuard
 from app.core.lifecycle import LIFECYCLE
 from app.core.periodic import periodic
 from app.errors import StartupError
-from app.plugins import BasePlugin, Readiness
-from app.plugins.breakers import BREAKERS
-from app.plugins.metrics import METRICS
-from app.plugins.sharding import SHARDS
+from app.metrics import registry_of
+from app.plugins import BasePlugin, Readiness, SettingsOf
 from app.queue.backend import QueueBackend, QueueUnavailable
 from app.queue.consumer import Consumer
 from app.queue.dead_letters import DeadLetters
@@ -52,6 +51,7 @@ from app.queue.service import QUEUE, JobQueue
 from app.queue.settings import QueueSettings
 from app.queue.tasks import TASKS, TaskRegistry
 from app.queue.topology import Topology
+from app.sharding import SHARDS
 
 log = logging.getLogger("keel.queue")
 
@@ -59,24 +59,20 @@ STATS_INTERVAL = 2.0  # seconds between reads of depth, dead, consumers and outb
 RETENTION_INTERVAL = 600.0  # seconds between deletions of expired records and keys
 EMBEDDED_FILE = "queue.db"
 
-__all__ = ["JOB_EVENTS", "QUEUE", "TASKS", "QueuePlugin"]
-
 
 class QueuePlugin(BasePlugin):
     name = "queue"
     requires = ("sharding",)
     optional = ("metrics", "breakers")
-    settings = QueueSettings
+    settings = SettingsOf(QueueSettings)
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self.options = config.section(QueueSettings)
         self.consumer: Consumer | None = None
 
     def setup(self, app: web.Application) -> None:
         lifecycle = app[LIFECYCLE]
-        metrics = app.get(METRICS)
-        registry = metrics.registry if metrics is not None else CollectorRegistry()
+        registry = registry_of(app)
         self.tasks = app[TASKS] = TaskRegistry()
         events: EventHook[JobEvent] = EventHook("jobs")
         app[JOB_EVENTS] = events
@@ -96,27 +92,26 @@ class QueuePlugin(BasePlugin):
             store,
             self.tasks,
             self.backend,
-            self.options,
+            self.settings,
             self.config.amqp,
             guard=lambda: self.guard,
             events=events,
             metrics=self.metrics,
         )
         self.dead_letters = DeadLetters(self.queue)
-        self.relay = OutboxRelay(store, self.queue.publish, self.options.relay_interval)
+        self.relay = OutboxRelay(store, self.queue.publish, self.settings.relay_interval)
         self.backend.on_connected(self.relay.wake)
-        if lifecycle.role == "worker" or self.options.consume:
+        if lifecycle.role == "worker" or self.settings.consume:
             self.consumer = Consumer(
                 self.backend,
                 store,
                 self.tasks,
-                self.options,
+                self.settings,
                 concurrency=self.config.worker.concurrency,
                 app=app,
                 notify=self.queue.notify,
                 observe=self.metrics.ran,
             )
-            app.on_shutdown.append(self._stop_taking)
         if lifecycle.role == "serve":
             jobs_api.add_routes(app)
 
@@ -125,19 +120,19 @@ class QueuePlugin(BasePlugin):
         if amqp.url:
             return RabbitQueue(
                 amqp,
-                Topology(self.options.name),
-                prefetch=self.options.prefetch,
+                Topology(self.settings.name),
+                prefetch=self.settings.prefetch,
                 # The broker's limit is a backstop behind ours (decision.py), which
                 # records the job as dead first; either way it is dead-lettered.
-                delivery_limit=self.options.delivery_limit + 2,
+                delivery_limit=self.settings.delivery_limit + 2,
                 client_name=f"keel {owner}",
             )
         return EmbeddedQueue(
             self.config.server.data_path / EMBEDDED_FILE,
-            self.options.name,
+            self.settings.name,
             owner=owner,
-            lease=self.options.lease,
-            poll_interval=self.options.poll_interval,
+            lease=self.settings.lease,
+            poll_interval=self.settings.poll_interval,
         )
 
     def _guard(self, app: web.Application) -> Guard:
@@ -161,7 +156,7 @@ class QueuePlugin(BasePlugin):
                 await stack.enter_async_context(
                     periodic("keel.queue.stats", lambda: STATS_INTERVAL, self.queue.refresh)
                 )
-                if self.options.retention > 0:
+                if self.settings.retention > 0:
                     await stack.enter_async_context(
                         periodic("keel.queue.retention", lambda: RETENTION_INTERVAL, self._expire)
                     )
@@ -176,12 +171,13 @@ class QueuePlugin(BasePlugin):
         finally:
             await self.backend.close()
 
-    async def _stop_taking(self, app: web.Application) -> None:
-        assert self.consumer is not None
-        await self.consumer.stop_taking()
+    async def drain(self, app: web.Application) -> None:
+        """Stop taking jobs; the running ones finish (or go back) at teardown."""
+        if self.consumer is not None:
+            await self.consumer.stop_taking()
 
     async def _expire(self) -> None:
-        deleted = await self.queue.store.delete_expired(self.options.retention)
+        deleted = await self.queue.store.delete_expired(self.settings.retention)
         if deleted:
             log.info("deleted %d finished job record(s) older than the retention", deleted)
 
@@ -244,10 +240,10 @@ class QueuePlugin(BasePlugin):
         }
 
     def openapi_paths(self) -> dict[str, Any]:
-        return jobs_api.OPENAPI_PATHS
+        return jobs_openapi.OPENAPI_PATHS
 
     def openapi_schemas(self) -> dict[str, Any]:
-        return {"Job": jobs_api.JOB_SCHEMA}
+        return {"Job": jobs_openapi.JOB_SCHEMA}
 
 
 def _describe(backend: QueueBackend) -> str:

@@ -1,10 +1,11 @@
 """The `sharding` plugin: the physical shards, their migrations and health, and the items API.
 
-Publishes `app[SHARDS]` (a `ShardSet`). At startup every shard is connected
-and, with `auto_migrate = true`, migrated; a shard ahead of the code stops
-startup. A shard that cannot be reached at startup starts marked down: only
-its keys fail (503) until the health loop reaches it, migrates it and brings
-it back.
+Publishes `app[SHARDS]` (a `ShardSet`, built by `app.sharding.factory`). At
+startup every shard is connected and, with `auto_migrate = true`, migrated; a
+shard ahead of the code stops startup. A shard that cannot be reached at
+startup starts marked down: only its keys fail (503) until the health loop
+reaches it, migrates it and brings it back. The items routes
+(`app/api/items.py`) are added here, reading through the cache when it is enabled.
 """
 
 from __future__ import annotations
@@ -13,95 +14,24 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from app.api import items as items_api
-from app.breakers import BreakerRegistry
+from app.api import items_openapi
+from app.breakers import BREAKERS
+from app.cache import CACHE
 from app.config import Config
-from app.core.config_schema import check, positive
-from app.plugins import BasePlugin, Readiness
-from app.plugins.breakers import BREAKERS
-from app.plugins.metrics import METRICS
-from app.sharding.backend import ShardBackend, ShardUnavailable
-from app.sharding.dsn import ShardDsn, check_dsn
+from app.core.background import background
+from app.metrics import registry_of
+from app.plugins import BasePlugin, Readiness, SettingsOf
+from app.sharding import SHARDS, ShardingSettings, ShardUnavailable
+from app.sharding.factory import build_shards
 from app.sharding.migrations import MigrationError, migrate, schema_version
-from app.sharding.placement import DEFAULT_LOGICAL_SHARDS, Placement
-from app.sharding.postgres import PostgresBackend
-from app.sharding.shards import Shard, ShardMetrics, ShardSet
-from app.sharding.sqlite import SQLiteBackend
+from app.sharding.shards import Shard
 
 log = logging.getLogger("keel.sharding")
-
-DEFAULT_SHARDS = ("sqlite:///shard0.db", "sqlite:///shard1.db", "sqlite:///shard2.db")
-
-
-def _dsns(values: tuple[str, ...]) -> str | None:
-    if not values:
-        return "expected at least one shard DSN"
-    for value in values:
-        if problem := check_dsn(value):
-            return f'"{value}": {problem}'
-    if len(set(values)) != len(values):
-        return "a shard is listed twice"
-    return None
-
-
-@dataclass(frozen=True)
-class ShardingSettings:
-    """`[sharding]`."""
-
-    shards: tuple[str, ...] = field(default=DEFAULT_SHARDS, metadata=check(_dsns))
-    logical_shards: int = field(default=DEFAULT_LOGICAL_SHARDS, metadata=check(positive))
-    auto_migrate: bool = True
-    pool_size: int = field(default=10, metadata=check(positive))
-    connect_timeout: float = field(default=2.0, metadata=check(positive))
-    query_timeout: float = field(default=5.0, metadata=check(positive))
-    retry_after: float = field(default=2.0, metadata=check(positive))
-    health_interval: float = field(default=1.0, metadata=check(positive))
-
-
-def make_backend(name: str, dsn: str, settings: ShardingSettings, config: Config) -> ShardBackend:
-    parsed = ShardDsn.parse(dsn, config.server.data_path)
-    if parsed.dialect == "sqlite":
-        return SQLiteBackend(name, parsed.target, busy_timeout=settings.query_timeout)
-    return PostgresBackend(
-        name,
-        parsed.target,
-        pool_size=settings.pool_size,
-        connect_timeout=settings.connect_timeout,
-        query_timeout=settings.query_timeout,
-    )
-
-
-def build_shards(
-    config: Config, registry: CollectorRegistry, breakers: BreakerRegistry | None = None
-) -> ShardSet:
-    """The configured shards, not yet connected (also used by `run.py migrate/reshard`).
-
-    With `breakers`, shard n goes through the breaker `shard.<n>`.
-    """
-    settings = config.section(ShardingSettings)
-    metrics = ShardMetrics(registry)
-    shards = [
-        Shard(
-            index,
-            dsn,
-            make_backend(f"shard.{index}", dsn, settings, config),
-            metrics,
-            query_timeout=settings.query_timeout,
-            retry_after=settings.retry_after,
-            breaker=breakers.get(f"shard.{index}") if breakers is not None else None,
-        )
-        for index, dsn in enumerate(settings.shards)
-    ]
-    return ShardSet(shards, Placement(len(shards), settings.logical_shards))
-
-
-SHARDS = web.AppKey("keel.shards", ShardSet)
 
 
 async def _all_or_none(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
@@ -118,56 +48,49 @@ async def _all_or_none(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
 
 class ShardingPlugin(BasePlugin):
     name = "sharding"
-    optional = ("metrics", "breakers")
-    settings = ShardingSettings
+    optional = ("metrics", "breakers", "cache")
+    settings = SettingsOf(ShardingSettings)
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self.options = config.section(ShardingSettings)
         self._connected: set[int] = set()
         self.rows: dict[int, int | None] = {}
 
     def setup(self, app: web.Application) -> None:
-        metrics = app.get(METRICS)
-        registry = metrics.registry if metrics is not None else CollectorRegistry()
-        self.shards = build_shards(self.config, registry, app.get(BREAKERS))
-        app[SHARDS] = self.shards
-        items_api.setup(app, self.shards)
+        self.shards = app[SHARDS] = build_shards(
+            self.settings, self.config.server.data_path, registry_of(app), app.get(BREAKERS)
+        )
+        items_api.setup(app, self.shards, app.get(CACHE))
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         try:
             await _all_or_none(self._bring_up(shard) for shard in self.shards)
-            watching = asyncio.create_task(self._watch(), name="keel.sharding.health")
-            try:
+            async with background("keel.sharding.health", self._watch):
                 yield
-            finally:
-                watching.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watching
         finally:
             await asyncio.gather(*(self._close(s) for s in self.shards))
 
     async def _close(self, shard: Shard) -> None:
         """Close one shard; one that does not answer must not hang shutdown."""
         try:
-            async with asyncio.timeout(self.options.connect_timeout * 2):
+            async with asyncio.timeout(self.settings.connect_timeout * 2):
                 await shard.backend.close()
         except TimeoutError:
             log.error(
                 "%s did not close within %.1fs; abandoning it",
                 shard.name,
-                self.options.connect_timeout * 2,
+                self.settings.connect_timeout * 2,
             )
 
     async def _bring_up(self, shard: Shard) -> None:
         """Connect and migrate; a shard out of reach is marked down, one ahead stops startup."""
         try:
             if shard.index not in self._connected:
-                async with asyncio.timeout(self.options.connect_timeout * 2):
+                async with asyncio.timeout(self.settings.connect_timeout * 2):
                     await shard.backend.open()
                 self._connected.add(shard.index)
-            if self.options.auto_migrate:
+            if self.settings.auto_migrate:
                 report = await migrate(shard.name, shard.backend)
                 if report.applied:
                     log.info("%s: applied %s", shard.name, ", ".join(report.applied))
@@ -188,7 +111,7 @@ class ShardingPlugin(BasePlugin):
         """Ping every shard; bring back those that were down; refresh row counts."""
         ticks = 0
         while True:
-            await asyncio.sleep(self.options.health_interval)
+            await asyncio.sleep(self.settings.health_interval)
             for shard in self.shards:
                 try:
                     if shard.healthy and shard.index in self._connected:
@@ -237,7 +160,7 @@ class ShardingPlugin(BasePlugin):
         }
 
     def openapi_paths(self) -> dict[str, Any]:
-        return items_api.OPENAPI_PATHS
+        return items_openapi.OPENAPI_PATHS
 
     def openapi_schemas(self) -> dict[str, Any]:
-        return {"Item": items_api.ITEM_SCHEMA}
+        return {"Item": items_openapi.ITEM_SCHEMA}

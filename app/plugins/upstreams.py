@@ -10,77 +10,39 @@ opened and closed by the lifespan.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from app.api import upstream as upstream_api
-from app.api.upstream import Upstream, UpstreamProxy
-from app.config import Config
-from app.core.config_schema import check, positive, rest_of_table
-from app.plugins import BasePlugin
-from app.plugins.breakers import BREAKERS
-
-
-def _http_url(value: str) -> str | None:
-    if value.startswith(("http://", "https://")):
-        return None
-    return f'expected a URL like "http://127.0.0.1:9000/base", got "{value}"'
-
-
-@dataclass(frozen=True)
-class UpstreamSettings:
-    """`[upstreams.<name>]`: where `/api/upstream/<name>/...` goes."""
-
-    url: str = field(default="http://127.0.0.1:9000", metadata=check(_http_url))
-    # Seconds to connect, send the request and get the response headers (and
-    # the longest pause while reading the body); over it: 504 upstream_timeout.
-    timeout: float = field(default=10.0, metadata=check(positive))
-
-
-@dataclass(frozen=True)
-class UpstreamsSettings:
-    """`[upstreams]`: the shared connection pool, and each `[upstreams.<name>]`."""
-
-    max_connections: int = field(default=100, metadata=check(positive))
-    max_connections_per_upstream: int = field(default=20, metadata=check(positive))
-    upstreams: Mapping[str, UpstreamSettings] = field(
-        default_factory=lambda: MappingProxyType({}), metadata=rest_of_table()
-    )
-
-
-UPSTREAMS = web.AppKey("keel.upstreams", UpstreamProxy)
+from app.api import upstream_openapi
+from app.breakers import BREAKERS
+from app.plugins import BasePlugin, SettingsOf
+from app.upstreams import UPSTREAMS, Upstream, UpstreamProxy, UpstreamsSettings
+from app.upstreams.proxy import add_routes
 
 
 class UpstreamsPlugin(BasePlugin):
     name = "upstreams"
     requires = ("breakers",)
-    settings = UpstreamsSettings
-
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.options = config.section(UpstreamsSettings)
+    settings = SettingsOf(UpstreamsSettings)
 
     def setup(self, app: web.Application) -> None:
         breakers = app[BREAKERS]
-        self.proxy = UpstreamProxy(
+        self.proxy = app[UPSTREAMS] = UpstreamProxy(
             {
                 name: Upstream(name, s.url, s.timeout, breakers.get(f"upstream.{name}"))
-                for name, s in self.options.upstreams.items()
+                for name, s in self.settings.upstreams.items()
             }
         )
-        app[UPSTREAMS] = self.proxy
-        upstream_api.add_routes(app, self.proxy)
+        add_routes(app, self.proxy)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(
-            limit=self.options.max_connections,
-            limit_per_host=self.options.max_connections_per_upstream,
+            limit=self.settings.max_connections,
+            limit_per_host=self.settings.max_connections_per_upstream,
         )
         # auto_decompress off: bodies pass through byte for byte, Content-Encoding intact.
         async with aiohttp.ClientSession(
@@ -101,4 +63,4 @@ class UpstreamsPlugin(BasePlugin):
         }
 
     def openapi_paths(self) -> dict[str, Any]:
-        return upstream_api.OPENAPI_PATHS
+        return upstream_openapi.OPENAPI_PATHS

@@ -7,8 +7,8 @@ instances through Redis pub/sub (`RedisBus`); otherwise they stay in process
 on the `items` channel; when the queue plugin is, every job status change on
 `jobs` (`{"event": <status>, "job": {…}}`, from `app[JOB_EVENTS]`).
 
-During the drain (`on_shutdown`) every client is closed with 1001, so open
-sockets never hold shutdown up. In the worker role there is no `/ws` route,
+At the drain step every client is closed with 1001, so open sockets never
+hold shutdown up. In the worker role there is no `/ws` route,
 but the service and the bus run: a worker's publications reach the serving
 instances' clients through Redis.
 """
@@ -21,25 +21,21 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
-from app.api.items import ITEMS
 from app.config import Config
 from app.core.lifecycle import LIFECYCLE
 from app.core.openapi import error_response
-from app.items.model import ItemEvent
-from app.plugins import BasePlugin, Readiness
-from app.plugins.metrics import METRICS
-from app.plugins.redis import REDIS
-from app.queue.job_events import JOB_EVENTS, JobEvent
+from app.items import ITEMS, ItemEvent
+from app.metrics import registry_of
+from app.plugins import BasePlugin, Readiness, SettingsOf
+from app.queue import JOB_EVENTS, JobEvent
+from app.redis import REDIS
+from app.websocket import WEBSOCKET, WebSocketService, WebSocketSettings
+from app.websocket.bus import Deliver
 from app.websocket.connection import GOING_AWAY
 from app.websocket.endpoint import Endpoint
 from app.websocket.metrics import WebSocketCollector
 from app.websocket.redis_bus import RedisBus
-from app.websocket.service import WEBSOCKET, WebSocketService
-from app.websocket.settings import WebSocketSettings
-
-__all__ = ["WEBSOCKET", "WebSocketPlugin", "item_message"]
 
 log = logging.getLogger("keel.websocket")
 
@@ -54,21 +50,21 @@ def item_message(event: ItemEvent) -> dict[str, Any]:
 class WebSocketPlugin(BasePlugin):
     name = "websocket"
     optional = ("metrics", "redis", "sharding", "queue")
-    settings = WebSocketSettings
-
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.service = WebSocketService(config.section(WebSocketSettings))
+    settings = SettingsOf(WebSocketSettings)
 
     def setup(self, app: web.Application) -> None:
-        service = self.service
         redis = app.get(REDIS)
         if redis is not None and redis.enabled:
-            service.bus = RedisBus(service.hub.deliver, redis)
-        app[WEBSOCKET] = service
-        metrics = app.get(METRICS)
-        registry = metrics.registry if metrics is not None else CollectorRegistry()
-        registry.register(WebSocketCollector(service))
+
+            def bus(deliver: Deliver) -> RedisBus:
+                assert redis is not None
+                return RedisBus(deliver, redis)
+
+            service = WebSocketService(self.settings, bus=bus)
+        else:
+            service = WebSocketService(self.settings)
+        self.service = app[WEBSOCKET] = service
+        registry_of(app).register(WebSocketCollector(service))
         if ITEMS in app:
             service.relay(app[ITEMS].events, "items", item_message)
         if JOB_EVENTS in app:
@@ -77,9 +73,8 @@ class WebSocketPlugin(BasePlugin):
         if lifecycle.role == "serve":
             endpoint = Endpoint(service, lifecycle)
             app.router.add_get("/ws", endpoint.handle, name="websocket", allow_head=False)
-        app.on_shutdown.append(self._close_clients)
 
-    async def _close_clients(self, app: web.Application) -> None:
+    async def drain(self, app: web.Application) -> None:
         if open_sockets := len(self.service.hub.connections):
             log.info("closing %d websocket(s) with 1001", open_sockets)
         await self.service.close_all(GOING_AWAY, "server shutting down")
@@ -101,8 +96,8 @@ class WebSocketPlugin(BasePlugin):
         return self.service.state()
 
     def reload(self, config: Config) -> list[str]:
-        self.config = config
-        return self.service.configure(config.section(WebSocketSettings))
+        super().reload(config)
+        return self.service.configure(self.settings)
 
     def openapi_paths(self) -> dict[str, Any]:
         return {

@@ -26,7 +26,7 @@ from aiormq.abc import AbstractChannel, AbstractConnection, ConsumerCallback
 from aiormq.exceptions import AMQPError, ChannelClosed, ChannelInvalidStateError
 from yarl import URL
 
-from app.config import AmqpConfig
+from app.config import AmqpSettings
 from app.queue.backend import QueueUnavailable
 from app.queue.topology import QueueType, Topology
 
@@ -52,7 +52,7 @@ def describe(exc: BaseException) -> str:
 class BrokerLink:
     def __init__(
         self,
-        settings: AmqpConfig,
+        settings: AmqpSettings,
         topology: Topology,
         *,
         prefetch: int,

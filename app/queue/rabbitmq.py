@@ -26,7 +26,7 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 from aiormq.exceptions import PublishError
 from pamqp import commands as spec
 
-from app.config import AmqpConfig
+from app.config import AmqpSettings
 from app.queue.amqp_link import AMQP_ERRORS, BrokerLink, describe
 from app.queue.backend import (
     DeadLetter,
@@ -91,7 +91,7 @@ class RabbitQueue(QueueBackend):
 
     def __init__(
         self,
-        settings: AmqpConfig,
+        settings: AmqpSettings,
         topology: Topology,
         *,
         prefetch: int,

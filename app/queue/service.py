@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from app.config import AmqpConfig
+from app.config import AmqpSettings
 from app.core.events import EventHook
 from app.core.guard import Guard, Refused, call_guarded
 from app.queue.backend import QueueBackend, QueueUnavailable
@@ -66,7 +66,7 @@ class JobQueue:
         tasks: TaskRegistry,
         backend: QueueBackend,
         settings: QueueSettings,
-        amqp: AmqpConfig,
+        amqp: AmqpSettings,
         *,
         guard: Callable[[], Guard],
         events: EventHook[JobEvent],

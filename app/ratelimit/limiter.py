@@ -16,17 +16,19 @@ import logging
 import time
 from typing import Any
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from app.cache.read_ahead import ReadAhead
 from app.core.guard import Refused, call_guarded
 from app.core.loop_metrics import LoopCounter
-from app.plugins.redis import REDIS_ERRORS, RedisService
+from app.core.outage import Outage
 from app.ratelimit.algorithm import Decision
 from app.ratelimit.limits import Limit
 from app.ratelimit.memory_limiter import MemoryLimiter
 from app.ratelimit.policies import Policy, display_key
 from app.ratelimit.redis_limiter import RedisLimiter
+from app.redis import REDIS_ERRORS, RedisService
 
 log = logging.getLogger("keel.ratelimit")
 
@@ -67,8 +69,11 @@ class RateLimiter:
         self.local = local or MemoryLimiter()
         self.fallback = fallback or MemoryLimiter()
         self.remote: RedisLimiter | None = None
-        self.outage_since: float | None = None
-        self.outage_reason = ""
+        if redis is not None and redis.batch is not None:
+            self.remote = RedisLimiter(redis.batch)
+        self.outage = Outage(
+            "rate limits: redis", log, level=logging.WARNING if fail_open else logging.ERROR
+        )
         self.recent_limited: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=RECENT_LIMITED
         )
@@ -81,7 +86,7 @@ class RateLimiter:
 
     @property
     def degraded(self) -> bool:
-        return self.outage_since is not None
+        return self.outage.active
 
     async def decide(
         self, policy: Policy, client_key: str, ahead: ReadAhead | None = None
@@ -93,7 +98,7 @@ class RateLimiter:
             decision = self.local.hit_now(policy.bucket + client_key, policy.limit)
             return self._count(decision, policy, client_key)
         assert self.redis is not None
-        breaker = self.redis.breaker
+        breaker = self.redis.guard
         # `call_guarded`, inlined: this runs on every limited request, and the
         # coroutine layers it would add cost more than the rest of this method.
         if breaker.allow():
@@ -104,17 +109,17 @@ class RateLimiter:
                 )
             except REDIS_ERRORS as exc:
                 breaker.record(False, time.perf_counter() - started)
-                self._outage(str(exc) or type(exc).__name__)
+                self._failed(exc)
             except BaseException:
                 breaker.release()
                 raise
             else:
                 breaker.record(True, time.perf_counter() - started)
-                if self.outage_since is not None:
+                if self.outage.since is not None:
                     self._recovered()
                 return self._count(remote.decision(reply, ahead), policy, client_key)
-        elif self.outage_since is None:
-            self._outage(f"the redis breaker is {breaker.state}")
+        elif self.outage.since is None:
+            self._failed(f"the redis breaker is {breaker.state}")
         self.counters.degraded.inc()
         if not self.fail_open:
             return None
@@ -140,34 +145,17 @@ class RateLimiter:
             {"key": display_key(client_key), "policy": policy.name, "at": time.time()}
         )
 
-    def _outage(self, reason: str) -> None:
-        self.outage_reason = reason
-        if self.outage_since is not None:
-            return
-        self.outage_since = time.time()
-        assert self.redis is not None
-        if self.fail_open:
-            log.warning(
-                "rate limits: redis unavailable (%s); limiting in-process at each limit / %d"
-                " live instance(s) until it answers again",
-                reason,
-                self.redis.live_instances,
-            )
-        else:
-            log.error(
-                "rate limits: redis unavailable (%s); limited routes answer 503"
-                " (fail_open = false) until it answers again",
-                reason,
-            )
+    def _failed(self, error: BaseException | str) -> None:
+        live = self.redis.live_instances if self.redis is not None else 1
+        self.outage.failed(
+            error,
+            f"limiting in-process at each limit / {live} live instance(s) until it answers again"
+            if self.fail_open
+            else "limited routes answer 503 (fail_open = false) until it answers again",
+        )
 
     def _recovered(self) -> None:
-        assert self.outage_since is not None
-        log.info(
-            "rate limits: redis answers again after %.1fs; shared limits restored",
-            time.time() - self.outage_since,
-        )
-        self.outage_since = None
-        self.outage_reason = ""
+        self.outage.recovered("shared limits restored")
         # The next outage starts from fresh local budgets, not this one's leftovers.
         self.fallback.clear()
 
@@ -177,14 +165,14 @@ class RateLimiter:
         `/readyz` calls this: a load balancer polling readiness ends the outage
         as soon as Redis answers, even when no limited request arrives.
         """
-        if self.outage_since is None or self.remote is None or self.redis is None:
+        if not self.outage.active or self.remote is None or self.redis is None:
             return
         try:
-            await call_guarded(self.redis.breaker, self.remote.ping, REDIS_ERRORS)
+            await call_guarded(self.redis.guard, self.remote.ping, REDIS_ERRORS)
         except Refused:
             return
         except REDIS_ERRORS as exc:
-            self.outage_reason = str(exc) or type(exc).__name__
+            self.outage.failed(exc)
             return
         self._recovered()
 
@@ -192,4 +180,7 @@ class RateLimiter:
         """Seconds a refused (fail-closed) client should wait."""
         if self.redis is None:
             return 1.0
-        return max(1.0, self.redis.breaker.retry_after())
+        return max(1.0, self.redis.guard.retry_after())
+
+
+RATELIMITER = web.AppKey("keel.ratelimiter", RateLimiter)

@@ -23,7 +23,7 @@ from app.cache.redis_store import LEASE_SCRIPT
 from app.ratelimit.algorithm import Decision
 from app.ratelimit.limits import Limit
 from app.ratelimit.memory_limiter import Limiter
-from app.redis_batch import RedisBatcher
+from app.redis.batcher import RedisBatcher
 
 # KEYS[1] the bucket; ARGV interval and horizon in microseconds.
 # Returns {allowed (0|1), remaining, reset_us}: see algorithm.gcra.

@@ -13,19 +13,17 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 
-from app.errors import KeelError
+from app.errors import DependencyDown
 
 Row = dict[str, Any]
 
 
-class ShardUnavailable(KeelError):
-    """The shard did not answer (down, unreachable, timed out, locked)."""
+class ShardUnavailable(DependencyDown):
+    """The shard did not answer (down, unreachable, timed out, locked): a 503 naming it."""
 
     def __init__(self, shard: str, reason: str, retry_after: float = 1.0) -> None:
-        super().__init__(f"{shard} is unavailable: {reason}")
+        super().__init__(shard, reason, retry_after=retry_after, details={"shard": shard})
         self.shard = shard
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 class Queries(ABC):

@@ -12,8 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from app.config import Config
 from app.sharding.backend import ShardUnavailable
+from app.sharding.factory import build_shards
 from app.sharding.migrations import MigrationError, migrate, schema_version
 from app.sharding.reshard import reshard
+from app.sharding.settings import ShardingSettings
 from app.sharding.shards import ShardSet
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -21,9 +23,8 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 @asynccontextmanager
 async def connected(config: Config) -> AsyncIterator[ShardSet]:
-    from app.plugins.sharding import build_shards  # the plugin module imports the API
-
-    shards = build_shards(config, CollectorRegistry())
+    settings = config.settings(ShardingSettings)
+    shards = build_shards(settings, config.server.data_path, CollectorRegistry())
     try:
         await asyncio.gather(*(s.backend.open() for s in shards))
         yield shards

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from app.core.config_schema import redact_url
@@ -188,3 +189,6 @@ class ShardSet:
 
     def __len__(self) -> int:
         return len(self.shards)
+
+
+SHARDS = web.AppKey("keel.shards", ShardSet)

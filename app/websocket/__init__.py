@@ -14,3 +14,8 @@
 
 The `websocket` plugin (`app/plugins/websocket.py`) wires them together.
 """
+
+from app.websocket.service import WEBSOCKET, WebSocketService
+from app.websocket.settings import WebSocketSettings
+
+__all__ = ["WEBSOCKET", "WebSocketService", "WebSocketSettings"]

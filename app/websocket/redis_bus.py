@@ -36,8 +36,10 @@ from typing import Any
 
 from redis.asyncio.client import PubSub
 
+from app.core.background import BackgroundTask
 from app.core.guard import Refused, call_guarded
-from app.plugins.redis import REDIS_ERRORS, RedisService
+from app.core.outage import Outage
+from app.redis import REDIS_ERRORS, RedisService
 from app.websocket.bus import Bus, Deliver
 
 log = logging.getLogger("keel.websocket")
@@ -48,7 +50,6 @@ OPEN_TIMEOUT = 1.0  # for the first reply on a new connection
 RECONNECT_DELAY = 0.5
 READY_TIMEOUT = 1.0  # longest a subscriber waits for Redis to confirm a channel
 STARTUP_WAIT = 1.0  # startup waits this long for the first connection, then degrades
-STOP_TIMEOUT = 5.0
 ORIGIN_BYTES = 16
 
 
@@ -72,9 +73,9 @@ class RedisBus(Bus):
         self._live = asyncio.Event()
         self._last_heard = 0.0
         self._last_ping = 0.0
-        self._publish_failing = False
-        self.last_error = ""
-        self.outage_since: float | None = None
+        # The two directions fail apart: pub/sub (receiving) and PUBLISH (sending).
+        self.outage = Outage("websocket bus: redis pub/sub", log)
+        self.publishing = Outage("websocket bus: redis PUBLISH", log)
         self.published = 0
         self.received = 0
         self.unsent = 0
@@ -91,21 +92,17 @@ class RedisBus(Bus):
         key, message = self.prefix + channel, self.origin + payload
         try:
             await call_guarded(
-                self.redis.breaker, lambda: batch.execute("PUBLISH", key, message), REDIS_ERRORS
+                self.redis.guard, lambda: batch.execute("PUBLISH", key, message), REDIS_ERRORS
             )
         except Refused:
             self.unsent += 1
             return
         except REDIS_ERRORS as exc:
             self.unsent += 1
-            if not self._publish_failing:
-                log.warning("websocket bus: PUBLISH failed (%s); delivering locally only", exc)
-            self._publish_failing = True
+            self.publishing.failed(exc, "delivering locally only")
             return
         self.published += 1
-        if self._publish_failing:
-            log.info("websocket bus: PUBLISH works again")
-            self._publish_failing = False
+        self.publishing.recovered()
 
     def watch(self, channel: str) -> None:
         self._wanted.add(channel)
@@ -132,11 +129,15 @@ class RedisBus(Bus):
         if self._pubsub is None:
             return f"redis pub/sub unreachable ({self.last_error or 'connecting'})"
         if not self._guard_lets_through():
-            return f"redis breaker {self.redis.breaker.state}: PUBLISH refused"
+            return f"redis breaker {self.redis.guard.state}: PUBLISH refused"
         return ""
 
+    @property
+    def last_error(self) -> str:
+        return self.outage.reason
+
     def _guard_lets_through(self) -> bool:
-        return self.redis.breaker.state not in ("open", "forced_open")
+        return self.redis.guard.state not in ("open", "forced_open")
 
     def state(self) -> dict[str, Any]:
         return {
@@ -150,7 +151,7 @@ class RedisBus(Bus):
             "unsent": self.unsent,
             "connects": self.connects,
             "last_error": self.last_error,
-            "outage_since": self.outage_since,
+            "outage_since": self.outage.since,
         }
 
     def subscribed(self) -> set[str]:
@@ -161,9 +162,11 @@ class RedisBus(Bus):
     async def running(self) -> AsyncIterator[None]:
         self._stop.clear()
         tasks = [
-            asyncio.create_task(self._listen(), name="keel.websocket.bus.listen"),
-            asyncio.create_task(self._sync(), name="keel.websocket.bus.sync"),
+            BackgroundTask("keel.websocket.bus.listen", self._listen),
+            BackgroundTask("keel.websocket.bus.sync", self._sync),
         ]
+        for task in tasks:
+            task.start()
         with contextlib.suppress(TimeoutError):
             # Readiness is right from the start; an outage at startup degrades.
             async with asyncio.timeout(STARTUP_WAIT):
@@ -173,14 +176,7 @@ class RedisBus(Bus):
         finally:
             self._stop.set()
             self._dirty.set()
-            for task in tasks:
-                task.cancel()
-            done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
-            for task in pending:
-                log.error("%s did not stop within %.0f s", task.get_name(), STOP_TIMEOUT)
-            for task in done:
-                if not task.cancelled() and (exc := task.exception()) is not None:
-                    log.error("%s failed", task.get_name(), exc_info=exc)
+            await asyncio.gather(*(task.stop() for task in tasks))
 
     # --- the listener: one connection at a time -------------------------------------
 
@@ -190,7 +186,7 @@ class RedisBus(Bus):
                 await self._session()
                 return  # stopped
             except Refused:
-                delay = max(self.redis.breaker.retry_after(), RECONNECT_DELAY)
+                delay = max(self.redis.guard.retry_after(), RECONNECT_DELAY)
             except REDIS_ERRORS as exc:
                 self._lost(exc)
                 delay = RECONNECT_DELAY
@@ -204,7 +200,7 @@ class RedisBus(Bus):
             raise ConnectionError("the redis client is closed")
         pubsub = client.pubsub()
         try:
-            await call_guarded(self.redis.breaker, lambda: self._open(pubsub), REDIS_ERRORS)
+            await call_guarded(self.redis.guard, lambda: self._open(pubsub), REDIS_ERRORS)
             self._go_live(pubsub)
             await self._receive(pubsub)
         finally:
@@ -231,12 +227,7 @@ class RedisBus(Bus):
         self._broken = None
         self._last_heard = self._last_ping = time.monotonic()
         self.connects += 1
-        if self.last_error:
-            log.info(
-                "websocket bus: redis pub/sub is back; %d channel(s) subscribed", len(self._sent)
-            )
-        self.last_error = ""
-        self.outage_since = None
+        self.outage.recovered(f"{len(self._sent)} channel(s) subscribed")
         self._live.set()
         self._dirty.set()  # channels wanted while connecting
 
@@ -287,14 +278,7 @@ class RedisBus(Bus):
         self._waiters.clear()
 
     def _lost(self, exc: BaseException) -> None:
-        if not self.last_error:
-            log.warning(
-                "websocket bus: redis pub/sub lost (%s); messages reach this instance's"
-                " subscribers only until it is back",
-                exc,
-            )
-            self.outage_since = time.time()
-        self.last_error = str(exc) or type(exc).__name__
+        self.outage.failed(exc, "messages reach this instance's subscribers only until it is back")
 
     # --- the syncer: subscriptions and pings ---------------------------------------
 

@@ -3,7 +3,7 @@
 In a plugin (with "websocket" enabled, and listed in the plugin's `optional`
 or `requires` so that it is set up first)::
 
-    from app.plugins.websocket import WEBSOCKET
+    from app.websocket import WEBSOCKET
 
     ws = app[WEBSOCKET]
     ws.allow_publish("chat.*")              # clients may publish on chat.<anything>
@@ -32,7 +32,7 @@ from app.core.events import EventHook
 from app.ratelimit.algorithm import gcra
 from app.ratelimit.limits import parse_limit
 from app.websocket import protocol
-from app.websocket.bus import Bus, MemoryBus
+from app.websocket.bus import Bus, Deliver, MemoryBus
 from app.websocket.channels import SERVER_CHANNELS, PublishPermissions, is_channel
 from app.websocket.connection import CLOSE_TIMEOUT, GOING_AWAY, Connection
 from app.websocket.hub import Hub
@@ -53,11 +53,17 @@ def monotonic_us() -> int:
 
 class WebSocketService:
     def __init__(
-        self, settings: WebSocketSettings, *, clock: Callable[[], int] = monotonic_us
+        self,
+        settings: WebSocketSettings,
+        *,
+        bus: Callable[[Deliver], Bus] = MemoryBus,
+        clock: Callable[[], int] = monotonic_us,
     ) -> None:
+        """`bus` makes the bus that carries publications between instances, given where
+        it delivers them here (the in-process bus by default)."""
         self.settings = settings
         self.hub = Hub()
-        self.bus: Bus = MemoryBus(self.hub.deliver)
+        self.bus = bus(self.hub.deliver)
         self.permissions = PublishPermissions(settings.publish_channels)
         self.publish_limit = parse_limit(settings.publish_limit)
         self._clock = clock

@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from app.application import create_app
+from app.breakers import BREAKERS
 from app.core.lifecycle import LIFECYCLE
-from app.plugins.breakers import BREAKERS
 from tests.conftest import ConfigFactory, free_port
 
 

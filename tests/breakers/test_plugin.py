@@ -7,10 +7,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from app.application import create_app
-from app.core import health
-from app.plugins.breakers import BREAKERS
-from app.plugins.redis import REDIS
-from app.plugins.sharding import SHARDS
+from app.breakers import BREAKERS
+from app.plugins import PLUGINS
+from app.redis import REDIS
+from app.sharding import SHARDS
 from tests.conftest import ConfigFactory
 
 VALID_ID = "0123456789abcdef0123456789abcdef"
@@ -26,10 +26,10 @@ async def test_the_redis_plugin_uses_the_redis_breaker(
     client = await start(
         aiohttp_client,
         make_config,
-        PLUGINS__ENABLED='["breakers", "redis"]',  # listed first: still set up after redis
+        PLUGINS__ENABLED='["redis", "breakers"]',  # listed second: still set up before redis
         **{"BREAKERS__REDIS__OPEN_SECONDS": "3"},
     )
-    breaker = client.app[REDIS].breaker
+    breaker = client.app[REDIS].guard
     assert breaker is client.app[BREAKERS].get("redis")
     assert breaker.retry_after() == 0
     assert client.app[BREAKERS].get("redis").machine.policy.open_seconds == 3
@@ -51,7 +51,7 @@ async def test_each_shard_goes_through_its_breaker(
     assert shard.breaker.stats().calls >= 1  # the read was reported to it
 
     result = await breakers.force_open(shard.name)
-    assert result.applied == [client.app[BREAKERS].control.instance_id]
+    assert result.applied == [client.app[BREAKERS].broadcast.instance_id]
     response = await client.get(f"/api/items/{VALID_ID}")
     assert response.status == 503
     body = await response.json()
@@ -86,7 +86,7 @@ async def test_state_lists_breakers_with_their_window(
     aiohttp_client: Any, make_config: ConfigFactory
 ) -> None:
     client = await start(aiohttp_client, make_config, PLUGINS__ENABLED='["breakers", "redis"]')
-    plugin = next(p for p in client.app[health.PLUGINS] if p.name == "breakers")
+    plugin = next(p for p in client.app[PLUGINS] if p.name == "breakers")
     state = plugin.state()
     assert state["cross_instance"] is False  # no [redis] url
     snapshot = state["breakers"]

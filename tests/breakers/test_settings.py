@@ -22,7 +22,7 @@ def test_defaults_and_overrides_from_the_file_and_the_environment(
         '[breakers]\nwindow = 40\n[breakers."shard.1"]\nfailure_rate = 25\n',
         BREAKERS__REDIS__OPEN_SECONDS="2",
     )
-    settings = config.section(BreakersSettings)
+    settings = config.settings(BreakersSettings)
     assert settings.policy("shard.1").failure_rate == 25.0
     assert settings.policy("shard.1").window == 40  # the section's, not the built-in default
     assert settings.policy("redis").open_seconds == 2.0

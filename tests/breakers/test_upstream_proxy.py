@@ -12,10 +12,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from app.api.upstream import end_to_end
 from app.application import create_app
+from app.breakers import BREAKERS
 from app.errors import ConfigError
-from app.plugins.breakers import BREAKERS
+from app.upstreams.proxy import end_to_end
 from tests.conftest import ConfigFactory, free_port
 
 MB = 1024 * 1024
@@ -258,13 +258,13 @@ def test_an_upstream_url_must_be_http(make_config: ConfigFactory) -> None:
 
 
 def test_upstreams_are_read_from_the_file(make_config: ConfigFactory) -> None:
-    from app.plugins.upstreams import UpstreamsSettings
+    from app.upstreams import UpstreamsSettings
 
     config = make_config(
         '[upstreams]\nmax_connections = 5\n[upstreams.a]\nurl = "http://h/"\ntimeout = 2\n'
         '[breakers."upstream.a"]\nfailure_rate = 10\n'
     )
-    settings = config.section(UpstreamsSettings)
+    settings = config.settings(UpstreamsSettings)
     assert settings.max_connections == 5
     assert settings.upstreams["a"].timeout == 2.0
     plain = config.as_dict()

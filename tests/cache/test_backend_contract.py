@@ -7,7 +7,7 @@ import pytest
 from app.cache.backend import CacheBackend
 from app.cache.memory import MemoryBackend
 from app.cache.redis_store import RedisBackend
-from app.redis_batch import RedisBatcher
+from app.redis.batcher import RedisBatcher
 from tests.cache.conftest import remaining_ttl
 from tests.fake_clock import Clock
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from app.api.items import ITEMS
+from app.items import ITEMS
 from app.items.model import ItemEvent, ItemInput
 
 LAMP = {"name": "lamp", "price": 12.5, "tags": ["home", "light"]}

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from app.application import apply_reload
 from app.cache.cache import CACHE
-from app.plugins.metrics import METRICS
+from app.metrics import METRICS
 from tests.items.conftest import StartApp, empty_items, layout_dsns
 
 LAMP = {"name": "lamp", "price": 12.5, "tags": ["home"]}

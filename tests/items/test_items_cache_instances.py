@@ -15,8 +15,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.cache.cache import CACHE
-from app.plugins.metrics import METRICS
-from app.plugins.redis import REDIS
+from app.metrics import METRICS
+from app.redis import REDIS
 from tests.items.conftest import StartApp, empty_items
 from tests.private_redis import PrivateRedis
 

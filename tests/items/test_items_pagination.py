@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from app.plugins.sharding import SHARDS
+from app.sharding import SHARDS
 
 pytestmark = pytest.mark.parametrize("layout", ["sqlite", "postgresql", "mixed"])
 

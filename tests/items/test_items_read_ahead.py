@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from app.cache.cache import CACHE
 from app.cache.redis_store import RedisBackend
-from app.plugins.redis import REDIS
+from app.redis import REDIS
 from tests.items.conftest import SQLITE_SHARDS, StartApp
 
 LAMP = {"name": "lamp", "price": 12.5, "tags": ["home"]}

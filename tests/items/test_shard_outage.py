@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from aiohttp.test_utils import TestClient
 
-from app.plugins.sharding import SHARDS
+from app.sharding import SHARDS
 from tests.items.conftest import StartApp
 from tests.tcp_proxy import TcpProxy
 

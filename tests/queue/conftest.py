@@ -136,7 +136,7 @@ def start_app(
 
 
 def plugin_of(client: TestClient) -> QueuePlugin:
-    from app.core.health import PLUGINS as PLUGIN_LIST
+    from app.plugins import PLUGINS as PLUGIN_LIST
 
     (plugin,) = [p for p in client.app[PLUGIN_LIST] if p.name == "queue"]
     assert isinstance(plugin, QueuePlugin)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import AmqpConfig
+from app.config import AmqpSettings
 from app.core.config_schema import SecretUrl
 from app.queue.backend import Delivery, QueueBackend, QueueUnavailable
 from app.queue.embedded import EmbeddedQueue
@@ -27,9 +27,9 @@ def message(job_id: str = "job-1", attempt: int = 1) -> JobMessage:
     return JobMessage(job_id, "demo.echo", {"n": job_id}, attempt, max_attempts=3)
 
 
-def amqp(url: str = AMQP_URL, **overrides: float) -> AmqpConfig:
+def amqp(url: str = AMQP_URL, **overrides: float) -> AmqpSettings:
     settings = {"connect_timeout": 2.0, "publish_timeout": 2.0, **overrides}
-    return AmqpConfig(url=SecretUrl(url), **settings)  # type: ignore[arg-type]
+    return AmqpSettings(url=SecretUrl(url), **settings)  # type: ignore[arg-type]
 
 
 @pytest.fixture

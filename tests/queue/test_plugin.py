@@ -8,8 +8,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.application import create_app
-from app.core.health import PLUGINS
 from app.errors import PluginError
+from app.plugins import PLUGINS
 from app.queue.tasks import TASKS
 from tests.conftest import ConfigFactory
 from tests.queue.conftest import eventually, plugin_of, queue_env

@@ -12,7 +12,7 @@ from tests.conftest import ConfigFactory
 def test_defaults_are_the_embedded_queue(make_config: ConfigFactory) -> None:
     config = make_config()
     assert config.amqp.url.reveal() == ""
-    settings = config.section(QueueSettings)
+    settings = config.settings(QueueSettings)
     assert (settings.name, settings.consume, settings.max_attempts) == ("keel", True, 5)
 
 

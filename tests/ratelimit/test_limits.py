@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.config import ConfigError
-from app.plugins.ratelimit import RatelimitSettings
 from app.ratelimit.limits import Limit, parse_limit
+from app.ratelimit.settings import RatelimitSettings
 from tests.conftest import ConfigFactory
 
 
@@ -55,7 +55,7 @@ def test_bad_default_names_the_key(make_config: ConfigFactory) -> None:
 
 
 def test_env_default(make_config: ConfigFactory) -> None:
-    settings = make_config(RATELIMIT__DEFAULT="5/second").section(RatelimitSettings)
+    settings = make_config(RATELIMIT__DEFAULT="5/second").settings(RatelimitSettings)
     assert settings.default == "5/second"
 
 

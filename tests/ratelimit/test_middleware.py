@@ -6,8 +6,8 @@ import asyncio
 
 from aiohttp import ClientResponse
 
-from app.core.health import PLUGINS
-from app.plugins.ratelimit import RATELIMITER
+from app.plugins import PLUGINS
+from app.ratelimit.limiter import RATELIMITER
 from tests.ratelimit.conftest import StartClient
 
 RULES = """

@@ -15,9 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.application import create_app
-from app.core.health import PLUGINS
-from app.plugins.ratelimit import RATELIMITER
-from app.plugins.redis import REDIS
+from app.plugins import PLUGINS
+from app.ratelimit.limiter import RATELIMITER
+from app.redis import REDIS
 from tests.conftest import ConfigFactory
 from tests.private_redis import PrivateRedis
 from tests.ratelimit.conftest import limited_config

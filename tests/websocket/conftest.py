@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.application import create_app
-from app.plugins.websocket import WEBSOCKET
+from app.websocket import WEBSOCKET
 from app.websocket.service import WebSocketService
 from tests.conftest import ConfigFactory
 

@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from app.core.config_schema import SecretUrl
-from app.plugins.redis import RedisService, RedisSettings
-from app.redis_batch import RedisBatcher
+from app.core.guard import MinimalGuard
+from app.redis import RedisService, RedisSettings
 from app.websocket.bus import Bus, MemoryBus
 from app.websocket.redis_bus import RedisBus
 from tests.websocket.conftest import eventually
@@ -31,14 +31,14 @@ def recorder(into: Delivered) -> Callable[[str, bytes], int]:
 @contextlib.asynccontextmanager
 async def redis_service(url: str, prefix: str) -> AsyncIterator[RedisService]:
     """What the redis plugin's lifespan provides: a client and its batcher."""
-    service = RedisService(RedisSettings(url=SecretUrl(url), key_prefix=prefix))
-    service.client = service._open()
-    service.batch = RedisBatcher(service.client)
+    service = RedisService(
+        RedisSettings(url=SecretUrl(url), key_prefix=prefix), MinimalGuard("redis")
+    )
+    service.open()
     try:
         yield service
     finally:
-        await service.batch.aclose()
-        await service.client.aclose()
+        await service.close()
 
 
 @contextlib.asynccontextmanager

@@ -10,7 +10,7 @@ import pytest
 
 from app.application import apply_reload
 from app.core.lifecycle import LIFECYCLE
-from app.plugins.metrics import METRICS
+from app.metrics import METRICS
 from app.websocket import hub as hub_module
 from app.websocket import service as service_module
 from tests.websocket.conftest import Peer, StartApp, eventually, service_of

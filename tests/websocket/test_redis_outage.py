@@ -8,7 +8,7 @@ import time
 
 from aiohttp.test_utils import TestClient
 
-from app.plugins.breakers import BREAKERS
+from app.breakers import BREAKERS
 from app.websocket.redis_bus import LISTEN_DEADLINE, RedisBus
 from tests.private_redis import PrivateRedis
 from tests.websocket.conftest import Peer, StartApp, eventually, service_of

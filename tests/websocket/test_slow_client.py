@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import orjson
 
-from app.plugins.metrics import METRICS
+from app.metrics import METRICS
 from tests.websocket.conftest import Peer, StartApp, eventually, service_of
 
 SEND_QUEUE = 8

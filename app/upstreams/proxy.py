@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -32,7 +31,6 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from app.breakers import Breaker
-from app.core.openapi import error_response
 from app.core.request_id import REQUEST_ID
 from app.errors import BadGateway, NotFound, UpstreamTimeout
 
@@ -179,27 +177,3 @@ class UpstreamProxy:
 def add_routes(app: web.Application, proxy: UpstreamProxy) -> None:
     for method in METHODS:
         app.router.add_route(method, "/api/upstream/{name}/{path:.*}", proxy.handle)
-
-
-def _operation(method: str) -> dict[str, Any]:
-    return {
-        "operationId": f"upstream_{method}",
-        "summary": "Forward to [upstreams.<name>] through the breaker upstream.<name>",
-        "tags": ["upstream"],
-        "parameters": [
-            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
-            {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}},
-        ],
-        "responses": {
-            "default": {"description": "The upstream's response, as it answered"},
-            "404": error_response("No such upstream"),
-            "502": error_response("The upstream could not be reached"),
-            "503": error_response("The breaker is open (Retry-After says for how long)"),
-            "504": error_response("The upstream did not answer within its timeout"),
-        },
-    }
-
-
-OPENAPI_PATHS: dict[str, Any] = {
-    "/api/upstream/{name}/{path}": {m.lower(): _operation(m.lower()) for m in METHODS}
-}

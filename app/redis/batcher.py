@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.resp_connection import Command, Entry, RespConnection
+from app.redis.connection import Command, Entry, RespConnection
 
 
 class RedisBatcher:
