@@ -39,6 +39,7 @@ from app.cache.read_ahead import ReadAhead
 from app.core.guard import Guard, Refused, call_guarded
 from app.core.json_codec import dumps, loads
 from app.core.loop_metrics import LoopCounter
+from app.core.outage import Outage
 
 log = logging.getLogger("keel.cache")
 
@@ -121,6 +122,7 @@ class Cache:
         self._flush_all = False
         self._dirty = False
         self._healing = asyncio.Lock()
+        self.outage = Outage("cache backend", log)
         self.hits = 0
         self.misses = 0
 
@@ -148,8 +150,7 @@ class Cache:
             self._dirty = True  # an outage seen from here: values may have missed invalidations
             raise Bypass() from None
         except errors as exc:
-            if not self._dirty:
-                log.warning("cache backend unreachable (%s); bypassing the cache", exc)
+            self.outage.failed(exc, "bypassing the cache")
             self._dirty = True
             raise Bypass(failed=True) from exc
 
@@ -184,7 +185,7 @@ class Cache:
             except Bypass:
                 return False
             self._dirty = False
-            log.info("cache backend reachable: invalidations replayed, older values distrusted")
+            self.outage.recovered("invalidations replayed, older values distrusted")
             return True
 
     # -- the public API ---------------------------------------------------

@@ -46,11 +46,19 @@ class BackgroundTask:
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("%s failed", self.name, exc_info=error)
 
-    async def stop(self) -> None:
-        """Cancel and wait up to `stop_timeout`; a task that will not stop is abandoned, logged."""
+    async def stop(self, *, grace: float = 0.0) -> None:
+        """Cancel and wait up to `stop_timeout`; a task that will not stop is abandoned, logged.
+
+        With `grace`, first give the work that long to return by itself (its owner
+        has told it to stop: it may finish what it is doing).
+        """
         task, self._task = self._task, None
         if task is None or task.done():
             return
+        if grace > 0:
+            done, _ = await asyncio.wait([task], timeout=grace)
+            if done:
+                return
         task.cancel()
         done, _ = await asyncio.wait([task], timeout=self.stop_timeout)
         if not done:

@@ -96,15 +96,12 @@ class ShardingPlugin(BasePlugin):
                     log.info("%s: applied %s", shard.name, ", ".join(report.applied))
             shard.schema_version = await schema_version(shard.backend)
         except (ShardUnavailable, TimeoutError) as exc:
-            reason = exc.reason if isinstance(exc, ShardUnavailable) else "connect timed out"
-            if shard.healthy:
-                log.warning("%s (%s) is unavailable: %s", shard.name, shard.dsn, reason)
-            shard.mark_down(reason)
+            shard.mark_down(
+                exc.reason if isinstance(exc, ShardUnavailable) else "connect timed out"
+            )
             return
         except MigrationError:
             raise
-        if not shard.healthy:
-            log.info("%s is available again", shard.name)
         shard.mark_up()
 
     async def _watch(self) -> None:

@@ -27,6 +27,8 @@ from aiormq.exceptions import AMQPError, ChannelClosed, ChannelInvalidStateError
 from yarl import URL
 
 from app.config import AmqpSettings
+from app.core.background import BackgroundTask
+from app.core.outage import Outage
 from app.queue.backend import QueueUnavailable
 from app.queue.topology import QueueType, Topology
 
@@ -80,13 +82,14 @@ class BrokerLink:
         self.consumer: AbstractChannel | None = None
         self.consumer_tag: str | None = None
         self.want_consume = False
-        self.error = "not connected yet"
+        self.error = "not connected yet"  # what state() shows; "" while connected
+        self.outage = Outage("RabbitMQ", log)
         self._ready = asyncio.Event()
         self._tried = asyncio.Event()  # the first connection attempt has ended
         self._changed = asyncio.Event()  # wakes the watch
         self._reconnect_reason = ""
         self._stop = asyncio.Event()
-        self._supervisor: asyncio.Task[None] | None = None
+        self._supervisor = BackgroundTask("keel.queue.amqp", self._supervise)
         self._callbacks: list[Callable[[], None]] = []
 
     @property
@@ -97,7 +100,7 @@ class BrokerLink:
         self._callbacks.append(callback)
 
     async def open(self) -> None:
-        self._supervisor = asyncio.create_task(self._supervise(), name="keel.queue.amqp")
+        self._supervisor.start()
         # Wait for the first attempt only: a broker that is down does not hold up
         # startup (jobs wait in the outbox), but a healthy one is used at once.
         await self._tried.wait()
@@ -105,12 +108,7 @@ class BrokerLink:
     async def close(self) -> None:
         self._stop.set()
         self._changed.set()
-        if self._supervisor is not None:
-            done, _ = await asyncio.wait([self._supervisor], timeout=self.settings.connect_timeout)
-            if not done:
-                self._supervisor.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._supervisor
+        await self._supervisor.stop(grace=self.settings.connect_timeout)
         await self._disconnect()
 
     def require_publisher(self) -> AbstractChannel:
@@ -154,14 +152,14 @@ class BrokerLink:
             except _RECONNECT_ON as exc:
                 failures += 1
                 self.error = describe(exc)
-                level = logging.WARNING if failures == 1 else logging.DEBUG
-                log.log(level, "RabbitMQ unreachable (%s); retrying", self.error)
+                self.outage.failed(self.error, "retrying; accepted jobs wait in the outbox")
                 await self._disconnect()
                 self._tried.set()
                 await self._pause(self._backoff(failures))
                 continue
             failures = 0
             self.error = ""
+            self.outage.recovered()
             self.connects += 1
             self._tried.set()
             log.info(
@@ -180,7 +178,7 @@ class BrokerLink:
             self._ready.clear()
             await self._disconnect()
             if not self._stop.is_set():
-                log.warning("lost the RabbitMQ connection (%s); reconnecting", self.error)
+                self.outage.failed(self.error, "reconnecting; accepted jobs wait in the outbox")
 
     def _backoff(self, failures: int) -> float:
         base = min(self.settings.reconnect_max, 0.1 * 2 ** min(failures, 20))

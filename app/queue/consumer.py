@@ -16,7 +16,6 @@ to queued and their deliveries released — back in the queue, never half-done.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from app.core.background import BackgroundTask
 from app.core.json_codec import dumps
 from app.queue.backend import Delivery, QueueBackend, QueueUnavailable
 from app.queue.decision import Action, decide
@@ -86,27 +86,23 @@ class Consumer:
         self._observe = observe
         self._slots = asyncio.Semaphore(concurrency)
         self._handlers: set[asyncio.Task[None]] = set()
-        self._pulling: asyncio.Task[None] | None = None
+        self._pulling = BackgroundTask("keel.queue.consumer", self._pull)
         self.running: dict[str, Running] = {}
         self.stopped_at: float | None = None
 
     @property
     def taking(self) -> bool:
-        return self._pulling is not None and not self._pulling.done()
+        return self._pulling.running
 
     async def start(self) -> None:
         await self.backend.start_consuming()
-        self._pulling = asyncio.create_task(self._pull(), name="keel.queue.consumer")
+        self._pulling.start()
 
     async def stop_taking(self) -> None:
         """No new deliveries from now on (running jobs go on)."""
         if self.stopped_at is None:
             self.stopped_at = time.monotonic()
-        pulling, self._pulling = self._pulling, None
-        if pulling is not None:
-            pulling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pulling
+        await self._pulling.stop()
         await self.backend.stop_consuming()
 
     async def drain(self, grace: float) -> None:

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from app.core.background import BackgroundTask
 from app.queue.backend import (
     DeadLetter,
     Delivery,
@@ -145,7 +146,7 @@ class EmbeddedQueue(QueueBackend):
         self._wake = asyncio.Event()
         self._consuming = False
         self._held: set[int] = set()
-        self._renewing: asyncio.Task[None] | None = None
+        self._renewing = BackgroundTask("keel.queue.leases", self._renew_leases)
         self._stop = asyncio.Event()
         self._error = ""
 
@@ -167,14 +168,11 @@ class EmbeddedQueue(QueueBackend):
             async with self._db.transaction() as tx:
                 for statement in _SCHEMA:
                     await tx.execute(statement)
-        self._renewing = asyncio.create_task(self._renew_leases(), name="keel.queue.leases")
+        self._renewing.start()
 
     async def close(self) -> None:
         self._stop.set()
-        if self._renewing is not None:
-            self._renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewing
+        await self._renewing.stop()
         await self._db.close()
 
     async def _write(self, sql: str, *args: Any) -> list[dict[str, Any]]:

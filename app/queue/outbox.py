@@ -23,6 +23,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from app.core.background import BackgroundTask
 from app.queue.records import JobRecord, JobStore
 from app.sharding.backend import ShardUnavailable
 
@@ -90,16 +91,11 @@ class OutboxRelay:
                     return
                 await self.run_once()
 
-        task = asyncio.create_task(loop(), name="keel.queue.outbox")
+        task = BackgroundTask("keel.queue.outbox", loop)
+        task.start()
         try:
             yield
         finally:
             stop.set()
             self._wake.set()
-            done, _ = await asyncio.wait([task], timeout=STOP_TIMEOUT)
-            if not done:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            elif not task.cancelled() and task.exception() is not None:
-                log.error("the outbox relay failed", exc_info=task.exception())
+            await task.stop(grace=STOP_TIMEOUT)  # a relay pass under way may finish

@@ -16,6 +16,7 @@ down-mark stays: it is what the health loop sets and clears.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -26,10 +27,13 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from app.core.config_schema import redact_url
 from app.core.guard import Guard
+from app.core.outage import Outage
 from app.sharding.backend import Queries, Row, ShardBackend, ShardUnavailable
 from app.sharding.placement import Placement
 
 T = TypeVar("T")
+
+log = logging.getLogger("keel.sharding")
 
 
 class ShardMetrics:
@@ -70,21 +74,26 @@ class Shard:
         self._clock = clock
         self.breaker = breaker
         self._down_until = 0.0
-        self.last_error = ""
+        # Noticed by a query or by the health loop, whichever comes first; logged once.
+        self.outage = Outage(f"{self.name} ({self.dsn})", log)
         self.schema_version: int | None = None
         self._queries = metrics.queries.labels(self.name)
         self._duration = metrics.duration.labels(self.name)
 
     @property
     def healthy(self) -> bool:
-        return not self.last_error
+        return not self.outage.active
+
+    @property
+    def last_error(self) -> str:
+        return self.outage.reason
 
     def mark_down(self, reason: str) -> None:
-        self.last_error = reason
+        self.outage.failed(reason, "only its keys fail (503) until it is back")
         self._down_until = self._clock() + self.retry_after
 
     def mark_up(self) -> None:
-        self.last_error = ""
+        self.outage.recovered()
         self._down_until = 0.0
 
     def _refuse_while_down(self) -> None:
