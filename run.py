@@ -17,6 +17,7 @@ from typing import Any
 
 import tomli_w
 
+from app.application import Role, create_app
 from app.config import Config
 from app.core.logging_config import LoggingSettings, configure_logging
 from app.errors import ConfigError, KeelError, PluginError, StartupError
@@ -72,6 +73,9 @@ def _run(main: Coroutine[Any, Any, int], config: Config) -> int:
 
 
 def _check_config(config: Config, as_json: bool) -> int:
+    # Build the application as `serve` would (that opens nothing): what it refuses —
+    # an unknown plugin, a missing requirement — is refused here too.
+    create_app(config)
     data = config.as_dict(redact=True)
     print(f"# resolved from {config.source} and KEEL_* environment variables (secrets redacted)")
     print(json.dumps(data, indent=2) if as_json else tomli_w.dumps(data), end="")
@@ -96,14 +100,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"config error: {problem}", file=sys.stderr)
         return EXIT_REFUSED
     if command == "check-config":
-        return _check_config(config, args.json)
+        try:
+            return _check_config(config, args.json)
+        except StartupError as exc:
+            for problem in exc.problems:
+                print(f"config error: {problem}", file=sys.stderr)
+            return EXIT_REFUSED
     configure_logging(config.logging)
     if command == "migrate":
         return _run(migrate_command(config), config)
     if command == "reshard":
         return _run(reshard_command(config, dry_run=args.dry_run), config)
     try:
-        role = "worker" if command == "worker" else "serve"
+        role: Role = "worker" if command == "worker" else "serve"
         return _run(serve(config, role=role, reload=lambda: read_config(args.config, env)), config)
     except (ConfigError, PluginError) as exc:
         for problem in exc.problems:

@@ -2,7 +2,9 @@
 
 SIGTERM or SIGINT:
 
-1. `/readyz` turns 503; wait `server.drain_delay` so load balancers stop sending.
+1. `/readyz` turns 503; wait `server.drain_delay` so load balancers stop sending
+   (not for Ctrl-C at a terminal: SIGINT with a TTY on stdin is a developer at a
+   laptop, with no load balancer to wait for).
 2. Stop listening; in-flight requests get `server.shutdown_timeout` to finish.
 3. `on_shutdown` hooks run (plugins close WebSockets, stop consuming).
 4. Plugins are torn down in reverse dependency order (aiohttp's cleanup_ctx),
@@ -18,6 +20,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable
 
 from aiohttp import web
@@ -67,6 +70,14 @@ class SignalWatcher:
 
     async def next(self) -> signal.Signals:
         return await self._received.get()
+
+
+def drain_delay(sig: signal.Signals, configured: float) -> float:
+    """How long /readyz says 503 before the listener closes: `configured`, except for
+    Ctrl-C at a terminal (SIGINT with a TTY on stdin), where nobody balances load."""
+    if sig is signal.SIGINT and sys.stdin is not None and sys.stdin.isatty():
+        return 0.0
+    return configured
 
 
 def exit_now(sig: signal.Signals) -> None:
@@ -154,14 +165,18 @@ async def serve(
             while (sig := await signals.next()) is signal.SIGHUP:
                 reload_config(app, reload)
             lifecycle.start_draining()
+            delay = drain_delay(sig, config.server.drain_delay)
             log.info(
-                "received %s: draining (/readyz answers 503) for %.1fs, %d request(s) in flight;"
-                " send it again to exit now",
+                "received %s: draining (/readyz answers 503) for %.1fs%s, %d request(s) in"
+                " flight; send it again to exit now",
                 sig.name,
-                config.server.drain_delay,
+                delay,
+                " (Ctrl-C at a terminal: no load balancer to wait for)"
+                if delay != config.server.drain_delay
+                else "",
                 len(lifecycle.in_flight),
             )
-            await asyncio.sleep(config.server.drain_delay)
+            await asyncio.sleep(delay)
             log.info(
                 "closing the listener; in-flight requests have %.1fs to finish",
                 config.server.shutdown_timeout,

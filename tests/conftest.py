@@ -1,53 +1,41 @@
-"""Shared fixtures: configs built the way production builds them, and real services.
+"""Shared fixtures: configs built the way production builds them, apps, and real services.
 
-Tests that need Redis talk to the machine's Redis under a key prefix private to
-this test run. When a service is missing the test fails under `CI=true`; on a
-laptop it is skipped with a message saying what to start.
+Helpers that are not fixtures live in `tests/support/`. Tests that need Redis
+talk to the machine's Redis under a key prefix private to this test; those
+that need PostgreSQL get throwaway databases. When a service is missing the
+test fails under `CI=true`; on a laptop it is skipped with a message saying
+what to start.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
+import json
 import shutil
-import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import redis
-import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient
 
+from app.application import create_app
 from app.config import Config
 from app.plugins import read_config
-from app.redis.batcher import RedisBatcher
-from tests.fake_clock import Clock
-
-if TYPE_CHECKING:
-    from tests.private_redis import PrivateRedis
-
-REPO = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("KEEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-RUN_ID = uuid.uuid4().hex[:10]
-PROBE = "tests.plugins.probe:ProbePlugin"
-
-ConfigFactory = Callable[..., Config]
-
-
-def service_missing(what: str) -> None:
-    """Fail under CI (a missing service is a broken run), skip elsewhere."""
-    message = f"{what} is not reachable; start it (see .ci/run) to run this test"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from app.redis import RedisBatcher
+from tests.support.apps import ConfigFactory, StartApp
+from tests.support.clock import Clock
+from tests.support.postgres import create_database, drop_database, run_as_admin
+from tests.support.private_redis import PrivateRedis
+from tests.support.redis import open_batcher
+from tests.support.services import (
+    PG_ADMIN_URL,
+    REDIS_URL,
+    RUN_ID,
+    free_port,
+    service_missing,
+)
 
 
 @pytest.fixture
@@ -69,8 +57,21 @@ def make_config(tmp_path: Path) -> ConfigFactory:
 
 
 @pytest.fixture
+def start_app(aiohttp_client: Any, make_config: ConfigFactory) -> StartApp:
+    """`await start_app(plugins, toml="", **env)`: a test client of the real app with
+    exactly these plugins (packages override this fixture with their own defaults)."""
+
+    async def start(plugins: Sequence[str], toml: str = "", **env: str) -> TestClient:
+        config = make_config(toml, PLUGINS__ENABLED=json.dumps(list(plugins)), **env)
+        client: TestClient = await aiohttp_client(create_app(config))
+        return client
+
+    return start
+
+
+@pytest.fixture
 def clock() -> Clock:
-    """A clock the test moves by hand (tests/fake_clock.py)."""
+    """A clock the test moves by hand (tests/support/clock.py)."""
     return Clock()
 
 
@@ -84,18 +85,6 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
-
-
-@contextlib.asynccontextmanager
-async def open_batcher(url: str, **client_options: Any) -> AsyncIterator[RedisBatcher]:
-    """A redis-py client and the request-path batcher on it, both closed on exit."""
-    client = aioredis.Redis.from_url(url, **client_options)
-    batcher = RedisBatcher(client)
-    try:
-        yield batcher
-    finally:
-        await batcher.aclose()
-        await client.aclose()
 
 
 @pytest.fixture
@@ -122,8 +111,6 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     """A redis-server of this test's own, to pause (SIGSTOP) and resume at will."""
-    from tests.private_redis import PrivateRedis
-
     if shutil.which("redis-server") is None:
         service_missing("the redis-server binary (Debian package redis-server)")
     server = PrivateRedis(tmp_path, free_port())
@@ -131,9 +118,6 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.stop()
-
-
-PG_ADMIN_URL = os.environ.get("KEEL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="session")
@@ -152,26 +136,6 @@ def pg_admin_url() -> str:
     except (OSError, asyncpg.PostgresError, TimeoutError):
         service_missing(f"PostgreSQL at {PG_ADMIN_URL}")
     return PG_ADMIN_URL
-
-
-async def run_as_admin(admin_url: str, statements: list[str]) -> None:
-    """Run statements (CREATE/DROP DATABASE) on the server's maintenance database."""
-    import asyncpg
-
-    admin = await asyncpg.connect(admin_url)
-    try:
-        for statement in statements:
-            await admin.execute(statement)
-    finally:
-        await admin.close()
-
-
-def create_database(name: str) -> str:
-    return f'CREATE DATABASE "{name}"'
-
-
-def drop_database(name: str) -> str:
-    return f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
 
 
 @pytest.fixture

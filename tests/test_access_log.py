@@ -22,7 +22,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from app.application import create_app
 from app.core.access_log import ACCESS_LOGGER, AccessLogger
 from app.core.logging_config import LoggingSettings, configure_logging
-from tests.conftest import PROBE, REPO, ConfigFactory, free_port
+from tests.support.apps import PROBE, ConfigFactory
+from tests.support.services import REPO, free_port
 
 WITH_PROBE = f'["metrics", "{PROBE}"]'
 ACCESS = ACCESS_LOGGER.name

@@ -25,7 +25,8 @@ import pytest
 
 from app import __version__
 from app.plugins import read_config
-from tests.conftest import PROBE, REPO, free_port
+from tests.support.apps import PROBE
+from tests.support.services import REPO, free_port
 
 RUN_TIMEOUT = 15.0  # one short-lived `run.py` invocation
 READY_TIMEOUT = 10.0  # a served port answering
@@ -297,7 +298,10 @@ def test_malformed_env_name_exits_2(tmp_path: Path) -> None:
         ('["nope"]', 'unknown plugin "nope"'),
         (f'["{PROBE}", "{PROBE}"]', "listed twice"),
         ('["metrics", "app.plugins.metrics:MetricsPlugin"]', 'plugin "metrics" is listed twice'),
-        ('["tests.plugins.nothere:Plugin"]', 'cannot load plugin "tests.plugins.nothere:Plugin"'),
+        (
+            '["tests.support.plugins.nothere:Plugin"]',
+            'cannot load plugin "tests.support.plugins.nothere:Plugin"',
+        ),
     ],
     ids=["unknown-name", "duplicate-import-path", "duplicate-by-name", "missing-module"],
 )

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from app.application import create_app
 from app.core.access_log import ACCESS_LOGGER, AccessLogger
 from app.core.client_address import ClientAddressResolver
-from tests.conftest import ConfigFactory
+from tests.support.apps import ConfigFactory
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")  # the default of server.trusted_proxies
 CLIENT = "203.0.113.9"

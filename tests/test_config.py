@@ -21,7 +21,8 @@ from app.core.config_schema import Secret, SecretUrl
 from app.errors import ConfigError
 from app.plugins import read_config
 from app.redis import RedisSettings
-from tests.conftest import REPO, ConfigFactory
+from tests.support.apps import ConfigFactory
+from tests.support.services import REPO
 
 REPO_CONFIG = REPO / "config.toml"
 

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.application import create_app
-from tests.conftest import PROBE, ConfigFactory
+from tests.support.apps import PROBE, ConfigFactory
 
 
 @pytest.fixture

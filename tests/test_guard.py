@@ -9,7 +9,7 @@ import pytest
 from app.breakers.breaker import Breaker
 from app.breakers.machine import Machine, Policy
 from app.core.guard import MinimalGuard, Refused, call_guarded
-from tests.fake_clock import Clock
+from tests.support.clock import Clock
 
 
 def test_closed_until_a_failure_then_refuses_for_open_seconds() -> None:

@@ -10,8 +10,8 @@ from app.application import create_app
 from app.core import health
 from app.core.lifecycle import LIFECYCLE
 from app.plugins import PLUGINS, Readiness
-from tests.conftest import PROBE, ConfigFactory
-from tests.plugins.probe import ProbePlugin
+from tests.support.apps import PROBE, ConfigFactory
+from tests.support.plugins.probe import ProbePlugin
 
 
 async def make_client(aiohttp_client, make_config: ConfigFactory) -> TestClient:

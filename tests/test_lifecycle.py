@@ -8,10 +8,10 @@ from aiohttp import web
 from app.application import create_app
 from app.core.lifecycle import LIFECYCLE, Phase
 from app.errors import TeardownError
-from tests.conftest import ConfigFactory
-from tests.plugins.recording import EVENTS
+from tests.support.apps import ConfigFactory
+from tests.support.plugins.recording import EVENTS
 
-R = "tests.plugins.recording"
+R = "tests.support.plugins.recording"
 
 
 def enabled(*classes: str) -> str:

@@ -7,7 +7,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.application import create_app
-from tests.conftest import PROBE, ConfigFactory
+from tests.support.apps import PROBE, ConfigFactory
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 from app.application import create_app
 from app.config import DEFAULT_PLUGINS
 from app.plugins import BUILTIN
-from tests.conftest import PROBE, ConfigFactory
+from tests.support.apps import PROBE, ConfigFactory
 
 # HEAD is added by aiohttp next to every GET; OPTIONS only by CORS preflight.
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}

@@ -7,7 +7,7 @@ import pytest
 from app.errors import PluginError
 from app.plugins import BUILTIN, resolve
 
-R = "tests.plugins.recording"
+R = "tests.support.plugins.recording"
 
 
 def names(entries: list[str]) -> list[str]:

@@ -11,7 +11,8 @@ from aiohttp.test_utils import TestClient
 from app.application import create_app
 from app.errors import PluginError
 from app.plugins import PLUGINS
-from tests.conftest import REPO, ConfigFactory
+from tests.support.apps import ConfigFactory
+from tests.support.services import REPO
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import uvloop
 from redis.exceptions import RedisError, ResponseError
 
 from app.redis.batcher import RedisBatcher
-from tests.conftest import free_port, open_batcher
-from tests.private_redis import PrivateRedis
+from tests.support.private_redis import PrivateRedis
+from tests.support.redis import open_batcher
+from tests.support.services import free_port
 
 
 async def test_commands_of_one_turn_share_one_pipeline(

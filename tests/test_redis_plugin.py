@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from app.application import create_app
 from app.redis import REDIS
-from tests.conftest import ConfigFactory, free_port
+from tests.support.apps import ConfigFactory
+from tests.support.polling import eventually
+from tests.support.services import free_port
 
 
 def redis_config(make_config: ConfigFactory, url: str, prefix: str, **env: str):
@@ -21,13 +20,6 @@ def redis_config(make_config: ConfigFactory, url: str, prefix: str, **env: str):
         REDIS__HEARTBEAT_INTERVAL="0.05",
         **env,
     )
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for a condition the heartbeat brings about (a loaded machine may be slow)."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 (polling state the heartbeat task sets)
-            await asyncio.sleep(0.02)
 
 
 async def started(app: web.Application) -> web.AppRunner:
@@ -52,13 +44,13 @@ async def test_heartbeat_counts_live_instances_and_leaves_on_shutdown(
     runners = [await started(first), await started(second)]
     probe = aioredis.Redis.from_url(redis_url)
     try:
-        await until(lambda: first[REDIS].live_instances == 2)
-        await until(lambda: second[REDIS].live_instances == 2)
+        await eventually(lambda: first[REDIS].live_instances == 2)
+        await eventually(lambda: second[REDIS].live_instances == 2)
         members = await probe.zrange(f"{redis_prefix}instances", 0, -1)
         assert len(members) == 2
         await runners.pop().cleanup()
         assert await probe.zcard(f"{redis_prefix}instances") == 1
-        await until(lambda: first[REDIS].live_instances == 1)
+        await eventually(lambda: first[REDIS].live_instances == 1)
     finally:
         await probe.aclose()
         for runner in runners:

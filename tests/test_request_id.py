@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from app.application import create_app
 from app.core.logging_config import LoggingSettings, configure_logging
-from tests.conftest import PROBE, ConfigFactory
+from tests.support.apps import PROBE, ConfigFactory
 
 HEADER = "X-Request-ID"
 SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")

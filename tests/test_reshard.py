@@ -18,7 +18,8 @@ from app.items.model import new_id
 from app.sharding.commands import connected, migrate_command, reshard_command
 from app.sharding.migrations import migrate
 from app.sharding.reshard import reshard
-from tests.conftest import REPO, ConfigFactory
+from tests.support.apps import ConfigFactory
+from tests.support.services import REPO
 
 
 class Interrupted(Exception):

@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import PROBE
-from tests.keel_process import KeelProcess
+from tests.support.apps import PROBE
+from tests.support.process import KeelProcess
 
 Start = Callable[..., "asyncio.Future[KeelProcess]"]
 
@@ -119,7 +119,7 @@ async def test_sighup_changes_the_log_level_and_refuses_a_bad_config(keel) -> No
 
 
 async def test_a_failing_teardown_is_reported_and_exits_1(keel) -> None:
-    plugin = "tests.plugins.recording:FailsTeardownOne"
+    plugin = "tests.support.plugins.recording:FailsTeardownOne"
     server = await keel(config_toml(drain_delay=0, shutdown_timeout=5, extra_plugins=(plugin,)))
     server.signal(signal.SIGTERM)
     assert await server.exit_status() == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient
 
 from app.application import create_app
-from tests.conftest import PROBE, ConfigFactory
+from tests.support.apps import PROBE, ConfigFactory
 
 
 async def test_default_app_serves_health(aiohttp_client, make_config: ConfigFactory) -> None:

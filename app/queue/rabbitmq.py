@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import secrets
 import time
@@ -298,15 +299,21 @@ class RabbitQueue(QueueBackend):
         try:
             channel = await connection.channel(publisher_confirms=False)
             try:
-                declared = await channel.queue_declare(
-                    self.topology.dead, passive=True, timeout=timeout
-                )
-                count = int(declared.message_count or 0)
-                for _ in range(count if limit is None else min(count, limit)):
+                await channel.queue_declare(self.topology.dead, passive=True, timeout=timeout)
+                # Until the queue is empty, not for its message count: messages an earlier
+                # scan refused may still be on their way back when the count is read. A
+                # job seen once (requeued, and dead again meanwhile) is left alone.
+                seen: set[str | bytes] = set()
+                gets = itertools.count() if limit is None else range(limit)
+                for _ in gets:
                     got = await channel.basic_get(self.topology.dead, timeout=timeout)
                     delivery = got.delivery
                     if not isinstance(delivery, spec.Basic.GetOk):
                         break  # GetEmpty: nothing (more) there
+                    identity = _job_id(got.body)
+                    if identity in seen:
+                        continue  # unacked: back in the queue when the channel closes
+                    seen.add(identity)
                     if await take(got):
                         assert delivery.delivery_tag is not None
                         await channel.basic_ack(delivery.delivery_tag)
@@ -362,3 +369,11 @@ class RabbitQueue(QueueBackend):
         except AMQP_ERRORS as exc:
             raise QueueUnavailable(f"cannot purge {self.topology.dead}: {describe(exc)}") from exc
         return int(purged.message_count or 0)
+
+
+def _job_id(body: bytes) -> str | bytes:
+    """A dead message's job id; its bytes when it is not a job message at all."""
+    try:
+        return JobMessage.decode(body).id
+    except BadMessage:
+        return body

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from app.breakers import BreakerRegistry, BreakersSettings, Transition
 from app.breakers.settings import BreakerOverride
 from app.errors import CircuitOpen
-from tests.fake_clock import Clock
+from tests.support.clock import Clock
 
 
 class Boom(Exception):

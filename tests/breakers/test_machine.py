@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from app.breakers.machine import HALF_OPEN_RETRY_AFTER, Machine, Policy, Transition
-from tests.fake_clock import Clock
+from tests.support.clock import Clock
 
 POLICY = Policy(
     failure_rate=50.0,

@@ -13,7 +13,8 @@ from aiohttp import web
 from app.application import create_app
 from app.breakers import BREAKERS
 from app.core.lifecycle import LIFECYCLE
-from tests.conftest import ConfigFactory, free_port
+from tests.support.apps import ConfigFactory
+from tests.support.services import free_port
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from app.breakers import BREAKERS
 from app.plugins import PLUGINS
 from app.redis import REDIS
 from app.sharding import SHARDS
-from tests.conftest import ConfigFactory
+from tests.support.apps import ConfigFactory
 
 VALID_ID = "0123456789abcdef0123456789abcdef"
 

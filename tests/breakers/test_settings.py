@@ -6,7 +6,7 @@ import pytest
 
 from app.breakers import BreakersSettings
 from app.errors import ConfigError
-from tests.conftest import ConfigFactory
+from tests.support.apps import ConfigFactory
 
 
 def problems(make_config: ConfigFactory, toml: str = "", **env: str) -> list[str]:

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 from app.breakers import Breaker, BreakerRegistry, BreakersSettings
 from app.sharding.backend import ShardUnavailable
 from app.sharding.shards import Shard, ShardMetrics
-from tests.fake_clock import Clock
 from tests.sharding.test_shard_guard import CountingSQLite
+from tests.support.clock import Clock
 
 RETRY_AFTER = 1.0  # the shard's own down-mark
 OPEN_SECONDS = 30.0  # the breaker's

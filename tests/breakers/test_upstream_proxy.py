@@ -16,7 +16,8 @@ from app.application import create_app
 from app.breakers import BREAKERS
 from app.errors import ConfigError
 from app.upstreams.proxy import end_to_end
-from tests.conftest import ConfigFactory, free_port
+from tests.support.apps import ConfigFactory
+from tests.support.services import free_port
 
 MB = 1024 * 1024
 

@@ -9,8 +9,8 @@ import pytest
 from app.cache.backend import CacheBackend
 from app.cache.memory import MemoryBackend
 from app.cache.redis_store import RedisBackend
-from tests.conftest import open_batcher
-from tests.fake_clock import Clock
+from tests.support.clock import Clock
+from tests.support.redis import open_batcher
 
 RemainingTtl = Callable[[str], "float | None"]
 

@@ -9,7 +9,7 @@ from app.cache.memory import MemoryBackend
 from app.cache.redis_store import RedisBackend
 from app.redis.batcher import RedisBatcher
 from tests.cache.conftest import remaining_ttl
-from tests.fake_clock import Clock
+from tests.support.clock import Clock
 
 
 async def test_a_missing_key_is_none(backend: CacheBackend) -> None:

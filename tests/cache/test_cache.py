@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from app.cache.cache import Cache, CacheMetrics, CacheTimes
 from app.cache.memory import MemoryBackend
-from tests.fake_clock import Clock
+from tests.support.clock import Clock
 
 
 def make_cache(

@@ -18,16 +18,14 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from app.application import create_app
-from tests.conftest import RUN_ID, ConfigFactory, create_database, drop_database, run_as_admin
-
-StartApp = Callable[..., Awaitable[TestClient]]
+from tests.support.apps import StartApp
+from tests.support.postgres import create_database, drop_database, run_as_admin
+from tests.support.services import RUN_ID
 
 SQLITE_SHARDS = ("sqlite:///s0.db", "sqlite:///s1.db", "sqlite:///s2.db")
 ITEMS_SHARDS = 3
@@ -81,7 +79,7 @@ def pg_shards(request: pytest.FixtureRequest, layout: str) -> list[str]:
 
 
 @pytest.fixture
-def start_app(aiohttp_client: Any, make_config: ConfigFactory) -> StartApp:
+def start_app(start_app: StartApp) -> StartApp:
     """`await start_app(dsns, **env)`: a test client of the real app on these shards."""
 
     async def start(shards: Sequence[str], **env: str) -> TestClient:
@@ -92,8 +90,8 @@ def start_app(aiohttp_client: Any, make_config: ConfigFactory) -> StartApp:
             "SHARDING__HEALTH_INTERVAL": "0.1",
         }
         settings.update(env)
-        client: TestClient = await aiohttp_client(create_app(make_config(**settings)))
-        return client
+        plugins = json.loads(settings.pop("PLUGINS__ENABLED"))
+        return await start_app(plugins, **settings)
 
     return start
 

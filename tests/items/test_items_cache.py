@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestClient
 from app.application import apply_reload
 from app.cache.cache import CACHE
 from app.metrics import METRICS
-from tests.items.conftest import StartApp, empty_items, layout_dsns
+from tests.items.conftest import empty_items, layout_dsns
+from tests.support.apps import StartApp
 
 LAMP = {"name": "lamp", "price": 12.5, "tags": ["home"]}
 CACHED = '["metrics", "redis", "sharding", "cache"]'

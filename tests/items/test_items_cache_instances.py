@@ -17,8 +17,9 @@ from aiohttp.test_utils import TestClient
 from app.cache.cache import CACHE
 from app.metrics import METRICS
 from app.redis import REDIS
-from tests.items.conftest import StartApp, empty_items
-from tests.private_redis import PrivateRedis
+from tests.items.conftest import empty_items
+from tests.support.apps import StartApp
+from tests.support.private_redis import PrivateRedis
 
 LAMP = {"name": "lamp", "price": 1.0, "tags": []}
 CACHED = '["metrics", "redis", "sharding", "cache"]'

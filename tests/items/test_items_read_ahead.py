@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 from app.cache.cache import CACHE
 from app.cache.redis_store import RedisBackend
 from app.redis import REDIS
-from tests.items.conftest import SQLITE_SHARDS, StartApp
+from tests.items.conftest import SQLITE_SHARDS
+from tests.support.apps import StartApp
 
 LAMP = {"name": "lamp", "price": 12.5, "tags": ["home"]}
 LIMITED_AND_CACHED = '["metrics", "redis", "breakers", "ratelimit", "sharding", "cache"]'

@@ -21,8 +21,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.sharding import SHARDS
-from tests.items.conftest import StartApp
-from tests.tcp_proxy import TcpProxy
+from tests.support.apps import StartApp
+from tests.support.polling import eventually
+from tests.support.tcp_proxy import TcpProxy
 
 DOWN = 1  # the shard behind the proxy
 DOWN_NAME = f"shard.{DOWN}"
@@ -83,13 +84,6 @@ async def assert_unavailable(response: Any) -> None:
     assert body["error"]["details"] == {"shard": DOWN_NAME}
     assert DOWN_NAME in body["error"]["message"]
     assert int(response.headers["Retry-After"]) >= 1
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, f"not within {within}s"
-        await asyncio.sleep(0.05)
 
 
 async def readiness(client: TestClient) -> tuple[int, dict[str, Any]]:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,11 @@ import aiormq
 import pytest
 from aiohttp.test_utils import TestClient
 
-from app.application import create_app
 from app.plugins.queue import QueuePlugin
-from tests.conftest import RUN_ID, ConfigFactory, service_missing
+from tests.support.apps import StartApp
+from tests.support.apps import plugin_of as support_plugin_of
+from tests.support.services import AMQP_URL, RUN_ID, service_missing
 
-AMQP_URL = os.environ.get("KEEL_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 QUEUE_PREFIX = f"keel-test-{RUN_ID}"
 BACKENDS = ("embedded", "rabbitmq")
 TASKS_PLUGIN = "tests.queue.tasks_plugin:WatchedTasksPlugin"
@@ -42,8 +41,6 @@ FAST = {
     "QUEUE__RELAY_INTERVAL": "0.2",
     "SERVER__SHUTDOWN_TIMEOUT": "2",
 }
-
-StartApp = Callable[..., Awaitable[TestClient]]
 
 
 async def _broker_answers(url: str) -> bool:
@@ -122,23 +119,18 @@ def queue_env(kind: str, queue_name: str, **env: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def start_app(
-    aiohttp_client: Any, make_config: ConfigFactory, backend_kind: str, queue_name: str
-) -> StartApp:
+def start_app(start_app: StartApp, backend_kind: str, queue_name: str) -> StartApp:
     """`await start_app(**env)`: the real app on this test's backend and queue name."""
 
     async def start(**env: str) -> TestClient:
-        config = make_config(**queue_env(backend_kind, queue_name, **env))
-        client: TestClient = await aiohttp_client(create_app(config))
-        return client
+        settings = queue_env(backend_kind, queue_name, **env)
+        return await start_app(json.loads(settings.pop("PLUGINS__ENABLED")), **settings)
 
     return start
 
 
 def plugin_of(client: TestClient) -> QueuePlugin:
-    from app.plugins import PLUGINS as PLUGIN_LIST
-
-    (plugin,) = [p for p in client.app[PLUGIN_LIST] if p.name == "queue"]
+    plugin = support_plugin_of(client.app, "queue")
     assert isinstance(plugin, QueuePlugin)
     return plugin
 
@@ -167,17 +159,6 @@ async def wait_for(
             return job
         await asyncio.sleep(0.02)
     raise AssertionError(f"job {job_id} did not become {statuses} within {timeout}s: {job}")
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def data_dir(client: TestClient) -> Path:

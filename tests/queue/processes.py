@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import REPO
-from tests.keel_process import KeelProcess
+from tests.support.process import KeelProcess
+from tests.support.services import REPO
 
 
 class QueueProcess(KeelProcess):

@@ -16,8 +16,7 @@ from app.queue.embedded import EmbeddedQueue
 from app.queue.message import JobMessage
 from app.queue.rabbitmq import RabbitQueue
 from app.queue.topology import Topology
-from tests.conftest import free_port
-from tests.queue.conftest import AMQP_URL
+from tests.support.services import AMQP_URL, free_port
 
 MakeBackend = Callable[..., Awaitable[QueueBackend]]
 LEASE = 0.5

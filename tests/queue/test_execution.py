@@ -9,8 +9,10 @@ import time
 from app.queue.job_events import JOB_EVENTS, JobEvent
 from app.queue.message import JobMessage
 from app.queue.service import QUEUE
-from tests.queue.conftest import StartApp, eventually, plugin_of, submit, wait_for
+from tests.queue.conftest import plugin_of, submit, wait_for
 from tests.queue.tasks_plugin import GATES, RUNS, STARTED
+from tests.support.apps import StartApp
+from tests.support.polling import eventually
 
 
 async def test_retries_back_off_exponentially_then_succeed(start_app: StartApp) -> None:

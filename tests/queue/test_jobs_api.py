@@ -7,7 +7,8 @@ import time
 
 from aiohttp.test_utils import TestClient
 
-from tests.queue.conftest import StartApp, submit, wait_for
+from tests.queue.conftest import submit, wait_for
+from tests.support.apps import StartApp
 
 JOB_KEYS = {"id", "task", "status", "attempts", "result", "error", "created_at", "updated_at"}
 

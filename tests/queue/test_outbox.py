@@ -13,18 +13,11 @@ from aiohttp.test_utils import TestClient
 from app.application import create_app
 from app.queue.rabbitmq import RabbitQueue
 from app.queue.records import JobStore
-from tests.conftest import ConfigFactory
-from tests.queue.conftest import (
-    PLUGINS,
-    StartApp,
-    eventually,
-    plugin_of,
-    queue_env,
-    submit,
-    wait_for,
-)
+from tests.queue.conftest import PLUGINS, plugin_of, queue_env, submit, wait_for
 from tests.queue.tasks_plugin import RUNS
-from tests.tcp_proxy import TcpProxy
+from tests.support.apps import ConfigFactory, StartApp
+from tests.support.polling import eventually
+from tests.support.tcp_proxy import TcpProxy
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from app.application import create_app
 from app.errors import PluginError
 from app.plugins import PLUGINS
 from app.queue.tasks import TASKS
-from tests.conftest import ConfigFactory
-from tests.queue.conftest import eventually, plugin_of, queue_env
+from tests.queue.conftest import plugin_of, queue_env
+from tests.support.apps import ConfigFactory
+from tests.support.polling import eventually
 
 
 def test_queue_requires_sharding(make_config: ConfigFactory) -> None:

@@ -12,7 +12,7 @@ from app.queue.records import JobRecord
 from app.queue.submission import Rejected, idempotency_key, validate
 from app.queue.tasks import Field, JobContext, Task, TaskRegistry, fields, task
 from app.queue.topology import Topology
-from tests.fake_clock import Clock
+from tests.support.clock import Clock
 
 MESSAGE = JobMessage("job1", "demo.echo", {"a": 1}, attempt=2, max_attempts=3)
 

@@ -10,8 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.application import create_app
-from tests.conftest import REPO, ConfigFactory
 from tests.queue.conftest import submit, wait_for
+from tests.support.apps import ConfigFactory
+from tests.support.services import REPO
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from app.queue.records import IDEMPOTENCY_WINDOW, JobStore, fingerprint
 from app.sharding.commands import connected
 from app.sharding.migrations import migrate
 from app.sharding.reshard import reshard
-from tests.conftest import ConfigFactory
-from tests.fake_clock import Clock
+from tests.support.apps import ConfigFactory
+from tests.support.clock import Clock
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

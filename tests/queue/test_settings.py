@@ -6,7 +6,7 @@ import pytest
 
 from app.errors import ConfigError
 from app.queue.settings import QueueSettings
-from tests.conftest import ConfigFactory
+from tests.support.apps import ConfigFactory
 
 
 def test_defaults_are_the_embedded_queue(make_config: ConfigFactory) -> None:

@@ -7,8 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp.test_utils import TestClient
 
-from app.application import create_app
-from tests.conftest import ConfigFactory
+from tests.support.apps import ConfigFactory, StartApp
 
 ROUTES = "tests.ratelimit.routes:RoutesPlugin"
 
@@ -21,10 +20,10 @@ def limited_config(make_config: ConfigFactory, toml: str = "", *, plugins: str =
 
 
 @pytest.fixture
-def start(aiohttp_client, make_config: ConfigFactory) -> StartClient:
+def start(start_app: StartApp) -> StartClient:
     """`await start(toml, **env)`: a test client of the real app with the ratelimit plugin."""
 
     async def make(toml: str = "", **env: str) -> TestClient:
-        return await aiohttp_client(create_app(limited_config(make_config, toml, **env)))
+        return await start_app(["metrics", "redis", "ratelimit", ROUTES], toml, **env)
 
     return make

@@ -14,8 +14,8 @@ import pytest
 from app.ratelimit.limits import Limit
 from app.ratelimit.memory_limiter import Limiter, MemoryLimiter
 from app.ratelimit.redis_limiter import SCRIPT_SHA, RedisLimiter
-from tests.conftest import open_batcher
-from tests.private_redis import PrivateRedis
+from tests.support.private_redis import PrivateRedis
+from tests.support.redis import open_batcher
 
 HOUR = Limit(5, 3600, "hour")
 

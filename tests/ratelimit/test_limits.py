@@ -7,7 +7,7 @@ import pytest
 from app.config import ConfigError
 from app.ratelimit.limits import Limit, parse_limit
 from app.ratelimit.settings import RatelimitSettings
-from tests.conftest import ConfigFactory
+from tests.support.apps import ConfigFactory
 
 
 @pytest.mark.parametrize(

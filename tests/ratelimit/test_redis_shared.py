@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -18,19 +16,10 @@ from app.application import create_app
 from app.plugins import PLUGINS
 from app.ratelimit.limiter import RATELIMITER
 from app.redis import REDIS
-from tests.conftest import ConfigFactory
-from tests.private_redis import PrivateRedis
 from tests.ratelimit.conftest import limited_config
-
-
-async def until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 10) -> None:
-    """Wait for a condition (a wait, not a timed assertion: the deadline only stops a hang)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.support.apps import ConfigFactory
+from tests.support.polling import eventually
+from tests.support.private_redis import PrivateRedis
 
 
 @pytest.fixture
@@ -87,7 +76,7 @@ async def test_an_outage_limits_locally_at_the_divided_rate_then_recovers(
 ) -> None:
     caplog.set_level(logging.INFO, logger="keel.ratelimit")
     clients = await instances(2, private_redis.url, "keel:", RATELIMIT__DEFAULT="10/hour")
-    await until(lambda: both_see_two(clients), "both instances to see each other")
+    await eventually(lambda: both_see_two(clients), "both instances to see each other")
     client = clients[0]
     assert (await client.get("/api/things/1")).status == 200  # through Redis
 
@@ -114,7 +103,7 @@ async def test_an_outage_limits_locally_at_the_divided_rate_then_recovers(
     async def recovered() -> bool:
         return (await ratelimit_readiness(client))["status"] == "ok"
 
-    await until(recovered, "the limiter to use Redis again")
+    await eventually(recovered, "the limiter to use Redis again")
     assert not limiter.degraded
     # A fresh client now gets the shared quota of 10 again (the local one was 5).
     fresh = await client.get("/api/things/1", headers={"X-Forwarded-For": "203.0.113.50"})
@@ -143,4 +132,4 @@ async def test_failing_closed_answers_503_during_an_outage(
     async def serving() -> bool:
         return (await client.get("/api/things/1")).status == 200
 
-    await until(serving, "limited routes to answer again")
+    await eventually(serving, "limited routes to answer again")

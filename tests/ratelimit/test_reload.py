@@ -8,9 +8,9 @@ from pathlib import Path
 import aiohttp
 
 from app.application import apply_reload
-from tests.conftest import ConfigFactory
-from tests.keel_process import KeelProcess
 from tests.ratelimit.conftest import StartClient, limited_config
+from tests.support.apps import ConfigFactory
+from tests.support.process import KeelProcess
 
 BEFORE = """
 [ratelimit]

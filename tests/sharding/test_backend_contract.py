@@ -21,7 +21,7 @@ import pytest
 from app.sharding.backend import ShardBackend, ShardUnavailable
 from app.sharding.postgres import PostgresBackend
 from app.sharding.sqlite import SQLiteBackend, split_statements, to_sqlite
-from tests.conftest import free_port
+from tests.support.services import free_port
 
 # What a bad statement raises: the driver's own error, whichever dialect.
 SQL_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError)

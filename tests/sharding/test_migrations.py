@@ -22,7 +22,7 @@ from app.sharding.migrations import (
     schema_version,
 )
 from app.sharding.postgres import PostgresBackend
-from tests.conftest import ConfigFactory
+from tests.support.apps import ConfigFactory
 
 SQL_ERRORS = (sqlite3.Error, asyncpg.PostgresError)
 

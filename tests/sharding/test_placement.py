@@ -14,7 +14,7 @@ import pytest
 
 from app.items.model import new_id
 from app.sharding.placement import DEFAULT_LOGICAL_SHARDS, Placement, logical_shard
-from tests.conftest import REPO
+from tests.support.services import REPO
 
 KEYS = 10_000
 

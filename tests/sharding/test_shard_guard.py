@@ -17,7 +17,7 @@ from app.sharding.backend import Queries, Row, ShardBackend, ShardUnavailable
 from app.sharding.postgres import PostgresBackend
 from app.sharding.shards import Shard, ShardMetrics
 from app.sharding.sqlite import SQLiteBackend
-from tests.fake_clock import Clock
+from tests.support.clock import Clock
 
 RETRY_AFTER = 10.0
 

@@ -13,12 +13,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from app.application import create_app
 from app.websocket import WEBSOCKET
 from app.websocket.service import WebSocketService
-from tests.conftest import ConfigFactory
-
-StartApp = Callable[..., Awaitable[TestClient]]
+from tests.support.apps import StartApp
 
 REPLY_TIMEOUT = 2.0
 
@@ -82,17 +79,11 @@ def service_of(client: TestClient) -> WebSocketService:
 
 
 @pytest.fixture
-def start_app(aiohttp_client: Any, make_config: ConfigFactory) -> StartApp:
-    """`await start_app(plugins, **env)`: a test client of the real app."""
+def start_app(start_app: StartApp) -> StartApp:
+    """`await start_app(plugins, **env)`: a test client of the real app (chat.* publishable)."""
 
     async def start(plugins: Sequence[str] = ("metrics", "websocket"), **env: str) -> TestClient:
-        settings = {
-            "PLUGINS__ENABLED": json.dumps(list(plugins)),
-            "WEBSOCKET__PUBLISH_CHANNELS": '["chat.*"]',
-            **env,
-        }
-        client: TestClient = await aiohttp_client(create_app(make_config(**settings)))
-        return client
+        return await start_app(plugins, **{"WEBSOCKET__PUBLISH_CHANNELS": '["chat.*"]', **env})
 
     return start
 
@@ -105,13 +96,3 @@ def connect() -> Callable[..., Awaitable[Peer]]:
         return Peer(await client.ws_connect("/ws", **kwargs))
 
     return open_peer
-
-
-async def eventually(
-    condition: Callable[[], bool], *, what: str, timeout: float = 5.0, every: float = 0.01
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(every)

@@ -15,7 +15,7 @@ from app.core.guard import MinimalGuard
 from app.redis import RedisService, RedisSettings
 from app.websocket.bus import Bus, MemoryBus
 from app.websocket.redis_bus import RedisBus
-from tests.websocket.conftest import eventually
+from tests.support.polling import eventually
 
 Delivered = list[tuple[str, bytes]]
 

@@ -13,7 +13,9 @@ from app.core.lifecycle import LIFECYCLE
 from app.metrics import METRICS
 from app.websocket import hub as hub_module
 from app.websocket import service as service_module
-from tests.websocket.conftest import Peer, StartApp, eventually, service_of
+from tests.support.apps import StartApp
+from tests.support.polling import eventually
+from tests.websocket.conftest import Peer, service_of
 
 Connect = Any
 

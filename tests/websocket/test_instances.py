@@ -9,7 +9,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.websocket.redis_bus import RedisBus
-from tests.websocket.conftest import StartApp, service_of
+from tests.support.apps import StartApp
+from tests.websocket.conftest import service_of
 from tests.websocket.test_bus_contract import numsub, numsub_becomes
 
 WITH_REDIS = ("metrics", "redis", "breakers", "websocket")

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
-from tests.websocket.conftest import StartApp, eventually, service_of
+from tests.support.apps import StartApp
+from tests.support.polling import eventually
+from tests.support.services import REPO
+from tests.websocket.conftest import service_of
 
 
 def readme_client() -> dict[str, Any]:

@@ -10,8 +10,10 @@ from aiohttp.test_utils import TestClient
 
 from app.breakers import BREAKERS
 from app.websocket.redis_bus import LISTEN_DEADLINE, RedisBus
-from tests.private_redis import PrivateRedis
-from tests.websocket.conftest import Peer, StartApp, eventually, service_of
+from tests.support.apps import StartApp
+from tests.support.polling import eventually
+from tests.support.private_redis import PrivateRedis
+from tests.websocket.conftest import Peer, service_of
 
 PLUGINS = ("metrics", "redis", "breakers", "websocket")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.keel_process import KeelProcess
+from tests.support.process import KeelProcess
 
 SHUTDOWN_TIMEOUT = 20.0
 

@@ -8,7 +8,9 @@ import aiohttp
 import orjson
 
 from app.metrics import METRICS
-from tests.websocket.conftest import Peer, StartApp, eventually, service_of
+from tests.support.apps import StartApp
+from tests.support.polling import eventually
+from tests.websocket.conftest import Peer, service_of
 
 SEND_QUEUE = 8
 PAYLOAD = "x" * 60_000  # big frames fill the kernel's socket buffers quickly

@@ -1,4 +1,4 @@
-"""`tests.plugins.probe:ProbePlugin`: routes that exercise the core from outside.
+"""`tests.support.plugins.probe:ProbePlugin`: routes that exercise the core from outside.
 
 - `GET /test/slow?seconds=S` answers after S seconds (shutdown drains it).
 - `POST /test/echo` reads the JSON body through `read_json` and returns it.

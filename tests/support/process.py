@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import REPO, free_port
+from tests.support.services import REPO, free_port
 
 
 class KeelProcess:
