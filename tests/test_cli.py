@@ -116,11 +116,18 @@ class Running:
 
 
 @contextlib.contextmanager
-def running(tmp_path: Path, *args: str, env: dict[str, str]) -> Iterator[Running]:
+def running(
+    tmp_path: Path, *args: str, env: dict[str, str], stdin: int | None = None
+) -> Iterator[Running]:
     stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "run.py", *args], cwd=REPO, env=env, stdout=out, stderr=err
+            [sys.executable, "run.py", *args],
+            cwd=REPO,
+            env=env,
+            stdin=stdin,
+            stdout=out,
+            stderr=err,
         )
     try:
         yield Running(proc, stdout, stderr)
@@ -302,13 +309,24 @@ def test_malformed_env_name_exits_2(tmp_path: Path) -> None:
             '["tests.support.plugins.nothere:Plugin"]',
             'cannot load plugin "tests.support.plugins.nothere:Plugin"',
         ),
+        ('["queue"]', '"queue" requires "sharding"'),
     ],
-    ids=["unknown-name", "duplicate-import-path", "duplicate-by-name", "missing-module"],
+    ids=[
+        "unknown-name",
+        "duplicate-import-path",
+        "duplicate-by-name",
+        "missing-module",
+        "missing-requirement",
+    ],
 )
-def test_bad_plugin_set_at_serve_exits_2(tmp_path: Path, enabled: str, expected: str) -> None:
+@pytest.mark.parametrize("verb", ["serve", "check-config"])
+def test_bad_plugin_set_exits_2_whether_serving_or_checking(
+    tmp_path: Path, enabled: str, expected: str, verb: str
+) -> None:
     port = free_port()
     env = clean_env(tmp_path, KEEL_PLUGINS__ENABLED=enabled)
-    result = run_cli("serve", "--port", str(port), env=env)
+    args = ("serve", "--port", str(port)) if verb == "serve" else ("check-config",)
+    result = run_cli(*args, env=env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert_no_traceback(result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if expected in line]
@@ -376,6 +394,42 @@ def test_serve_stops_on_sigint(tmp_path: Path) -> None:
         keel.wait_ready(f"http://127.0.0.1:{port}/healthz")
         assert keel.stop(signal.SIGINT) == 0
     assert_no_traceback(keel.stderr, keel.stdout)
+
+
+@contextlib.contextmanager
+def terminal() -> Iterator[int]:
+    """A pseudo-terminal's slave end: a child with it as stdin runs "at a terminal"."""
+    leader, follower = os.openpty()
+    try:
+        yield follower
+    finally:
+        os.close(follower)
+        os.close(leader)
+
+
+def test_ctrl_c_at_a_terminal_skips_the_drain_delay(tmp_path: Path) -> None:
+    port = free_port()
+    env = clean_env(tmp_path, KEEL_SERVER__DRAIN_DELAY="60")
+    with terminal() as tty, running(tmp_path, "--port", str(port), env=env, stdin=tty) as keel:
+        keel.wait_ready(f"http://127.0.0.1:{port}/healthz")
+        # Within STOP_TIMEOUT, far below the 60 s drain_delay: nobody waits for a balancer.
+        assert keel.stop(signal.SIGINT) == 0
+    assert "draining (/readyz answers 503) for 0.0s (Ctrl-C at a terminal" in keel.stderr
+
+
+def test_sigterm_at_a_terminal_keeps_the_whole_drain(tmp_path: Path) -> None:
+    port = free_port()
+    env = clean_env(tmp_path, KEEL_SERVER__DRAIN_DELAY="60")
+    with terminal() as tty, running(tmp_path, "--port", str(port), env=env, stdin=tty) as keel:
+        url = f"http://127.0.0.1:{port}"
+        keel.wait_ready(f"{url}/healthz")
+        keel.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while http_get(f"{url}/readyz")[0] != 503:  # draining: /readyz says so, still served
+            assert time.monotonic() < deadline, keel.stderr
+            time.sleep(0.05)
+        assert "draining (/readyz answers 503) for 60.0s," in keel.stderr
+        assert keel.stop(signal.SIGTERM) == 1  # the second signal: exit now
 
 
 def test_serve_port_from_env(tmp_path: Path) -> None:

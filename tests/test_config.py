@@ -581,3 +581,10 @@ def test_config_is_frozen(make_config: ConfigFactory) -> None:
     with pytest.raises(AttributeError):
         config.server.port = 1  # type: ignore[misc]
     assert isinstance(config, Config)
+
+
+@pytest.mark.parametrize("written", ["WARNING", "Warning", "warning"])
+def test_log_level_in_any_case(make_config: ConfigFactory, written: str) -> None:
+    # Python users write levels in capitals (logging.WARNING); that must not stop startup.
+    assert make_config(f'[logging]\nlevel = "{written}"\n').logging.level == "warning"
+    assert make_config(LOGGING__LEVEL=written).logging.level == "warning"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ def seen() -> list[Transition]:
     return []
 
 
-def machine(clock: Clock, seen: list[Transition], **policy: float) -> Machine:
+def machine(clock: Clock, seen: list[Transition], **policy: Any) -> Machine:
     return Machine("test", dataclasses.replace(POLICY, **policy), clock, seen.append)
 
 

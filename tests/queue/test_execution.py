@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from app.queue.embedded import EmbeddedQueue
 from app.queue.job_events import JOB_EVENTS, JobEvent
 from app.queue.message import JobMessage
 from app.queue.service import QUEUE
@@ -123,6 +124,7 @@ async def _bury(plugin: object, message: JobMessage) -> None:
     if isinstance(backend, RabbitQueue):
         await backend.publish_dead(message, "died")
     else:
+        assert isinstance(backend, EmbeddedQueue)
         await backend._write(
             "INSERT INTO queue_messages (queue, job_id, body, available_at, reason)"
             " VALUES ($1, $2, $3, 0, 'died')",
@@ -243,6 +245,7 @@ async def _deliver_without_outcome(plugin: object, job_id: str, times: int) -> N
             await channel.basic_nack(got.delivery.delivery_tag, requeue=True)  # type: ignore[union-attr]
         await channel.close()
     else:
+        assert isinstance(backend, EmbeddedQueue)
         await backend._write(
             "UPDATE queue_messages SET deliveries = $2 WHERE job_id = $1", job_id, times
         )

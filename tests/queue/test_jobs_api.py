@@ -48,7 +48,8 @@ async def test_unknown_task_and_bad_args_are_422_with_every_problem(start_app: S
         {"field": "args.x", "message": "unknown field"},
         {"field": "args.seconds", "message": "expected a value >= 0"},
     ]
-    for body in ({"task": "demo.echo", "max_attempts": 0}, {"task": "demo.flaky"}, []):
+    bodies: list[object] = [{"task": "demo.echo", "max_attempts": 0}, {"task": "demo.flaky"}, []]
+    for body in bodies:
         response = await client.post("/api/jobs", json=body)
         assert response.status == 422, body
 

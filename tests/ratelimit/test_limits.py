@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.config import ConfigError
+from app.errors import ConfigError
 from app.ratelimit.limits import Limit, parse_limit
 from app.ratelimit.settings import RatelimitSettings
 from tests.support.apps import ConfigFactory

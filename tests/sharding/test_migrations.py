@@ -313,7 +313,7 @@ def bring_up_tasks() -> list[asyncio.Task[object]]:
     return [
         task
         for task in asyncio.all_tasks()
-        if not task.done() and "_bring_up" in task.get_coro().__qualname__
+        if not task.done() and "_bring_up" in getattr(task.get_coro(), "__qualname__", "")
     ]
 
 

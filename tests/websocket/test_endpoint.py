@@ -12,7 +12,8 @@ from app.application import apply_reload
 from app.core.lifecycle import LIFECYCLE
 from app.metrics import METRICS
 from app.websocket import hub as hub_module
-from app.websocket import service as service_module
+from app.websocket import protocol as protocol_module
+from app.websocket.frames import text_frame
 from tests.support.apps import StartApp
 from tests.support.polling import eventually
 from tests.websocket.conftest import Peer, service_of
@@ -265,7 +266,7 @@ async def test_a_message_is_serialized_and_framed_once_for_every_subscriber(
     for peer in peers:
         await peer.subscribe("chat.x")
     calls = {"message": 0, "frame": 0}
-    message, frame = service_module.protocol.message, hub_module.text_frame
+    message, frame = protocol_module.message, text_frame
 
     def counting_message(*args: Any) -> bytes:
         calls["message"] += 1
@@ -275,7 +276,7 @@ async def test_a_message_is_serialized_and_framed_once_for_every_subscriber(
         calls["frame"] += 1
         return frame(*args)
 
-    monkeypatch.setattr(service_module.protocol, "message", counting_message)
+    monkeypatch.setattr(protocol_module, "message", counting_message)
     monkeypatch.setattr(hub_module, "text_frame", counting_frame)
     await service_of(client).publish("chat.x", {"n": 1})
     for peer in peers:
@@ -373,7 +374,7 @@ async def test_job_status_changes_are_published_on_jobs(start_app: StartApp, con
     response = await client.post("/api/jobs", json={"task": "demo.echo", "args": {"x": 1}})
     assert response.status == 202
     job_id = (await response.json())["id"]
-    seen = []
+    seen: list[str] = []
     while not seen or seen[-1] != "succeeded":
         frame = await peer.next(timeout=10)
         assert frame["channel"] == "jobs"

@@ -40,11 +40,12 @@ async def test_an_error_reply_fails_only_its_own_caller(
 ) -> None:
     batcher = redis_batch
     await batcher.client.set(redis_prefix + "text", "not a number")
-    good, bad = await asyncio.gather(
+    results: list[object] = await asyncio.gather(
         batcher.execute("INCR", redis_prefix + "number"),
         batcher.execute("INCR", redis_prefix + "text"),
         return_exceptions=True,
     )
+    good, bad = results
     assert good == 1
     assert isinstance(bad, ResponseError)
 
