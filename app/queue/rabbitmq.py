@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from aiormq.abc import AbstractChannel, DeliveredMessage
+from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from aiormq.exceptions import PublishError
 from pamqp import commands as spec
 
@@ -295,11 +295,14 @@ class RabbitQueue(QueueBackend):
         if connection is None or not self.connected or connection.is_closed:
             raise QueueUnavailable(f"RabbitMQ is not connected ({self.last_error or 'connecting'})")
         timeout = self.settings.connect_timeout
-        taken = 0
+        taken = left = 0
         try:
             channel = await connection.channel(publisher_confirms=False)
             try:
-                await channel.queue_declare(self.topology.dead, passive=True, timeout=timeout)
+                declared = await channel.queue_declare(
+                    self.topology.dead, passive=True, timeout=timeout
+                )
+                before = int(declared.message_count or 0)
                 # Until the queue is empty, not for its message count: messages an earlier
                 # scan refused may still be on their way back when the count is read. A
                 # job seen once (requeued, and dead again meanwhile) is left alone.
@@ -318,13 +321,37 @@ class RabbitQueue(QueueBackend):
                         assert delivery.delivery_tag is not None
                         await channel.basic_ack(delivery.delivery_tag)
                         taken += 1
+                    else:
+                        left += 1
             finally:
                 with contextlib.suppress(*AMQP_ERRORS):
                     async with asyncio.timeout(timeout):
                         await channel.close()
+            await self._until_back(connection, min(left, before))
         except AMQP_ERRORS as exc:
             raise QueueUnavailable(f"dead queue: {describe(exc)}") from exc
         return taken
+
+    async def _until_back(self, connection: AbstractConnection, left: int) -> None:
+        """Wait (briefly) until the messages a scan left are back in the dead queue: a quorum
+        queue takes them back after the channel's close is answered, and the next scan
+        (a listing right after a requeue) must see them."""
+        if left <= 0:
+            return
+        timeout = self.settings.connect_timeout
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(timeout, 2.0)):
+                    while True:
+                        declared = await channel.queue_declare(self.topology.dead, passive=True)
+                        if int(declared.message_count or 0) >= left:
+                            return
+                        await asyncio.sleep(0.01)
+        finally:
+            with contextlib.suppress(*AMQP_ERRORS):
+                async with asyncio.timeout(timeout):
+                    await channel.close()
 
     @staticmethod
     def _reason(delivered: DeliveredMessage) -> str:
