@@ -28,12 +28,13 @@ HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tra
 
 
 def documented(document: dict) -> set[tuple[str, str]]:
+    """Operations in `paths`, and WebSocket endpoints (a GET handshake) in `x-websockets`."""
     return {
         (method, path)
         for path, item in document["paths"].items()
         for method in item
         if method in HTTP_METHODS
-    }
+    } | {("get", path) for path in document.get("x-websockets", {})}
 
 
 @pytest.mark.parametrize(

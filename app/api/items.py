@@ -21,11 +21,13 @@ from app.core.json_codec import json_response
 from app.errors import BadRequest, Invalid, NotFound, PreconditionFailed
 from app.items import ITEMS, ItemEvent, ItemStore, item_cache_key
 from app.items.model import (
+    ITEM_REPLACEMENT,
     ValidationFailed,
     decode_cursor,
     encode_cursor,
     etag,
     etag_matches,
+    is_etag_list,
     validate,
 )
 from app.items.store import Conflict
@@ -79,7 +81,7 @@ async def get_item(request: web.Request) -> web.Response:
         item, cache_status = lookup.value, CACHE_STATUS[lookup.status]
     if item is None:
         raise NotFound(f"no item {item_id}", headers={"Cache-Status": cache_status})
-    if_none_match = request.headers.get("If-None-Match")
+    if_none_match = _condition(request, "If-None-Match")
     if if_none_match is not None and etag_matches(if_none_match, item["version"]):
         response = web.Response(status=304)
         response.headers["ETag"] = etag(item["version"])
@@ -89,9 +91,20 @@ async def get_item(request: web.Request) -> web.Response:
     return response
 
 
+def _condition(request: web.Request, header: str) -> str | None:
+    """A conditional header's value; 400 when it is no list of entity tags (nor `*`)."""
+    value = request.headers.get(header)
+    if value is not None and not is_etag_list(value):
+        raise BadRequest(
+            f"{header} is not `*` or a list of entity tags",
+            details=[{"field": header, "message": 'expected `*` or tags like `"3"`, `W/"3"`'}],
+        )
+    return value
+
+
 async def _expected_version(request: web.Request, store: ItemStore, item_id: str) -> int | None:
     """The version `If-Match` allows to be changed, or None when there is no `If-Match`."""
-    if_match = request.headers.get("If-Match")
+    if_match = _condition(request, "If-Match")
     if if_match is None:
         return None
     current = await store.get(item_id)
@@ -106,13 +119,15 @@ async def _expected_version(request: web.Request, store: ItemStore, item_id: str
 async def put_item(request: web.Request) -> web.Response:
     item_id = path_id(request, "item")
     body = await read_json(request)
-    if isinstance(body, dict) and "id" in body and body["id"] != item_id:
-        raise Invalid(
-            "the body's id differs from the URL's",
-            details=[{"field": "id", "message": f"expected {item_id!r} or no id"}],
-        )
+    if isinstance(body, dict) and "id" in body:
+        if body["id"] != item_id:
+            raise Invalid(
+                "the body's id differs from the URL's",
+                details=[{"field": "id", "message": f"expected {item_id!r} or no id"}],
+            )
+        body = {key: value for key, value in body.items() if key != "id"}
     try:
-        data = validate(body)
+        data = validate(body, ITEM_REPLACEMENT)
     except ValidationFailed as exc:
         raise Invalid("the item is not valid", details=exc.problems) from None
     store = request.app[ITEMS]

@@ -8,13 +8,15 @@ from app.core.openapi import error_response
 from app.upstreams.proxy import METHODS
 
 
-def _operation(method: str) -> dict[str, Any]:
+def _operation(method: str, names: list[str]) -> dict[str, Any]:
+    # The configured upstreams, when there are some; any other name is a 404.
+    name: dict[str, Any] = {"type": "string", "enum": names} if names else {"type": "string"}
     return {
         "operationId": f"upstream_{method}",
         "summary": "Forward to [upstreams.<name>] through the breaker upstream.<name>",
         "tags": ["upstream"],
         "parameters": [
-            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "name", "in": "path", "required": True, "schema": name},
             {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}},
         ],
         "responses": {
@@ -27,6 +29,8 @@ def _operation(method: str) -> dict[str, Any]:
     }
 
 
-OPENAPI_PATHS: dict[str, Any] = {
-    "/api/upstream/{name}/{path}": {m.lower(): _operation(m.lower()) for m in METHODS}
-}
+def paths(names: list[str]) -> dict[str, Any]:
+    """The entries for the upstreams configured (`[upstreams.<name>]`)."""
+    return {
+        "/api/upstream/{name}/{path}": {m.lower(): _operation(m.lower(), names) for m in METHODS}
+    }

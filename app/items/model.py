@@ -12,14 +12,15 @@ import base64
 import binascii
 import hashlib
 import json
-import math
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from app.core.json_codec import loads
+from app.core.schema import AnyValue, List, Number, Problem, Record, Schema, Text
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -28,7 +29,6 @@ MAX_TAGS = 50
 MAX_TAG = 100
 # Fields a client may send back from a GET; the server owns them, so they are ignored.
 READ_ONLY = frozenset({"id", "version", "created_at", "updated_at"})
-WRITABLE = frozenset({"name", "price", "tags"})
 
 
 def _encode(value: int) -> str:
@@ -77,52 +77,47 @@ class ItemInput:
 class ValidationFailed(Exception):
     """The body is not a valid item; `problems` lists `{"field", "message"}` entries."""
 
-    def __init__(self, problems: list[dict[str, str]]) -> None:
+    def __init__(self, problems: list[Problem]) -> None:
         super().__init__("; ".join(f"{p['field']}: {p['message']}" for p in problems))
         self.problems = problems
 
 
-def validate(body: Any) -> ItemInput:
-    """Check every field and report every problem at once."""
-    if not isinstance(body, dict):
-        raise ValidationFailed([{"field": "(body)", "message": "expected a JSON object"}])
-    problems: list[dict[str, str]] = []
+WRITABLE: dict[str, Schema] = {
+    "name": Text(1, MAX_NAME),
+    "price": Number(minimum=0),
+    "tags": List(Text(1, MAX_TAG), max_items=MAX_TAGS),
+}
+_IGNORED = AnyValue("Read-only: sent back from a GET, ignored")
+# What PUT accepts: an `id` too, but only the URL's (checked by the handler).
+ITEM_REPLACEMENT = Record(
+    {**WRITABLE, **{name: _IGNORED for name in sorted(READ_ONLY - {"id"})}},
+    required=("name", "price"),
+)
+# What POST accepts: the server chooses the id, so any `id` sent is ignored.
+ITEM_INPUT = Record({**ITEM_REPLACEMENT.fields, "id": _IGNORED}, required=("name", "price"))
 
-    def problem(field: str, message: str) -> None:
-        problems.append({"field": field, "message": message})
 
-    for key in sorted(set(body) - WRITABLE - READ_ONLY):
-        problem(key, "unknown field")
-    name = body.get("name")
-    if "name" not in body:
-        problem("name", "required")
-    elif not isinstance(name, str):
-        problem("name", "expected a string")
-    elif not 1 <= len(name) <= MAX_NAME:
-        problem("name", f"expected 1..{MAX_NAME} characters, got {len(name)}")
-    elif "\x00" in name:
-        problem("name", "must not contain NUL characters")
-    price = body.get("price")
-    if "price" not in body:
-        problem("price", "required")
-    elif isinstance(price, bool) or not isinstance(price, int | float):
-        problem("price", "expected a number")
-    elif not math.isfinite(price) or price < 0:
-        problem("price", "expected a finite number >= 0")
-    tags = body.get("tags", [])
-    if not isinstance(tags, list):
-        problem("tags", "expected an array of strings")
-        tags = []
-    elif len(tags) > MAX_TAGS:
-        problem("tags", f"expected at most {MAX_TAGS} tags, got {len(tags)}")
-    for index, tag in enumerate(tags):
-        if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG or "\x00" in tag:
-            problem(f"tags[{index}]", f"expected a string of 1..{MAX_TAG} characters, no NUL")
+# What every response carries (`item_from_row`): the same fields, and the server's.
+ITEM = Record(
+    {
+        "id": Text(1, 128),
+        **WRITABLE,
+        "version": Number(minimum=1, integer=True),
+        "created_at": Text(format="date-time"),
+        "updated_at": Text(format="date-time"),
+    },
+    required=("id", "name", "price", "tags", "version", "created_at", "updated_at"),
+)
+
+
+def validate(body: Any, schema: Record = ITEM_INPUT) -> ItemInput:
+    """Check every field and report every problem at once (`ValidationFailed`)."""
+    problems = schema.problems(body)
     if problems:
         raise ValidationFailed(problems)
-    assert isinstance(name, str)
-    assert isinstance(price, int | float)
-    return ItemInput(name=name, price=float(price), tags=tuple(tags))
+    return ItemInput(
+        name=body["name"], price=float(body["price"]), tags=tuple(body.get("tags", ()))
+    )
 
 
 def item_from_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +140,16 @@ def item_cache_key(item_id: str) -> str:
 
 def etag(version: int) -> str:
     return f'"{version}"'
+
+
+# RFC 9110 `If-Match` / `If-None-Match`: `*`, or a list of entity tags, weak or strong.
+ETAG_LIST_PATTERN = r' *(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*) *'
+_ETAG_LIST = re.compile(ETAG_LIST_PATTERN)
+
+
+def is_etag_list(header: str) -> bool:
+    """Is `header` `*` or a list of entity tags (what `etag_matches` understands)?"""
+    return _ETAG_LIST.fullmatch(header) is not None
 
 
 def etag_matches(header: str, version: int) -> bool:

@@ -240,7 +240,7 @@ class QueuePlugin(BasePlugin):
         }
 
     def openapi_paths(self) -> dict[str, Any]:
-        return jobs_openapi.OPENAPI_PATHS
+        return jobs_openapi.paths(self.tasks)
 
     def openapi_schemas(self) -> dict[str, Any]:
         return {"Job": jobs_openapi.JOB_SCHEMA}

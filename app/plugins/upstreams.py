@@ -63,4 +63,4 @@ class UpstreamsPlugin(BasePlugin):
         }
 
     def openapi_paths(self) -> dict[str, Any]:
-        return upstream_openapi.OPENAPI_PATHS
+        return upstream_openapi.paths(sorted(self.proxy.upstreams))

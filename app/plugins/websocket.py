@@ -24,7 +24,6 @@ from aiohttp import web
 
 from app.config import Config
 from app.core.lifecycle import LIFECYCLE
-from app.core.openapi import error_response
 from app.items import ITEMS, ItemEvent
 from app.metrics import registry_of
 from app.plugins import BasePlugin, Readiness, SettingsOf
@@ -99,26 +98,18 @@ class WebSocketPlugin(BasePlugin):
         super().reload(config)
         return self.service.configure(self.settings)
 
-    def openapi_paths(self) -> dict[str, Any]:
-        return {
-            "/ws": {
-                "get": {
-                    "operationId": "websocket",
-                    "summary": "WebSocket: subscribe to channels, publish, receive messages",
-                    "description": (
-                        "A WebSocket handshake. JSON text frames: `subscribe`, `unsubscribe`,"
-                        " `publish`, `ping` from the client; `message`, `ok`, `error`, `pong`"
-                        " from the server (see the README, WebSocket). Close codes: 1001"
-                        " shutdown, 1009 frame over `max_message_size`, 1013 the client"
-                        " could not keep up."
-                    ),
-                    "tags": ["websocket"],
-                    "responses": {
-                        "101": {"description": "Switching protocols: the socket is open"},
-                        "400": error_response("Not a WebSocket handshake"),
-                        "403": error_response("Origin not in `[websocket] allowed_origins`"),
-                        "503": error_response("Shutting down (`Retry-After`)"),
-                    },
-                }
-            }
+    def amend_openapi(self, document: dict[str, Any]) -> None:
+        """`/ws` is no HTTP operation (OpenAPI has none for WebSockets): it is described
+        in the extension `x-websockets`, beside the paths."""
+        document.setdefault("x-websockets", {})["/ws"] = {
+            "summary": "WebSocket: subscribe to channels, publish, receive messages",
+            "description": (
+                "A WebSocket handshake (GET with Upgrade: websocket). JSON text frames:"
+                " `subscribe`, `unsubscribe`, `publish`, `ping` from the client; `message`,"
+                " `ok`, `error`, `pong` from the server (see the README, WebSocket). A plain"
+                " GET is answered 400. Handshake refusals: 403 Origin not in `[websocket]"
+                " allowed_origins`, 503 shutting down (`Retry-After`). Close codes: 1001"
+                " shutdown, 1009 frame over `max_message_size`, 1013 the client could not"
+                " keep up."
+            ),
         }

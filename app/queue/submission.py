@@ -10,17 +10,20 @@ characters, optionally as a quoted structured-field string
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from app.queue.tasks import Problem, TaskRegistry
+from app.core.schema import AnyObject, Choice, Number, Problem, Record, Schema
+from app.queue.tasks import TaskRegistry
 
 MAX_DELAY = 30 * 86400.0  # seconds
 MAX_ATTEMPTS = 100
-_FIELDS = frozenset({"task", "args", "delay", "max_attempts"})
-_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_KEY = re.compile(r"[!-~]{1,255}")
+# The same rule as one pattern (for the OpenAPI document): 1..255 visible ASCII
+# characters, optionally as a quoted string; a value that starts and ends with a
+# quote is a quoted one (so `""` is no key).
+IDEMPOTENCY_KEY_PATTERN = r'"[!-~]{1,255}"|[!#-~][!-~]{0,254}|[!-~]{0,254}[!#-~]|"'
 
 
 @dataclass(frozen=True)
@@ -39,44 +42,76 @@ class Rejected(Exception):
         self.problems = problems
 
 
+class JobBody(Schema):
+    """What `POST /api/jobs` accepts, with each registered task's own `args`.
+
+    The `task` and the fields beside it are checked first; a known task's args
+    then by that task's declaration (`@task(args=...)`), reported as `args.<field>`.
+    """
+
+    def __init__(self, tasks: TaskRegistry) -> None:
+        self.tasks = tasks
+        self.common = Record(
+            {
+                "task": Choice(tasks.names, "task", "A registered task, e.g. demo.echo"),
+                "args": AnyObject("The task's arguments (checked by the task)"),
+                "delay": Number(0, MAX_DELAY, description="Seconds before the first attempt"),
+                "max_attempts": Number(
+                    1, MAX_ATTEMPTS, integer=True, description="Attempts before it is dead"
+                ),
+            },
+            required=("task",),
+        )
+
+    def check(self, value: Any, path: str, problems: list[Problem]) -> None:
+        found: list[Problem] = []
+        self.common.check(value, path, found)
+        if isinstance(value, dict) and isinstance(name := value.get("task"), str):
+            declared = self.tasks.get(name)
+            args = value.get("args", {})
+            if declared is not None and isinstance(args, dict):
+                # Right after `args`' own entries: a body reads in the order it is written.
+                at = next(
+                    (i for i, p in enumerate(found) if p["field"] in ("delay", "max_attempts")),
+                    len(found),
+                )
+                found[at:at] = declared.problems(args)
+        problems.extend(found)
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = self.common.json_schema()
+        per_task = [
+            {
+                "if": {"properties": {"task": {"const": task.name}}, "required": ["task"]},
+                "then": _args_of(task.args),
+            }
+            for task in self.tasks
+            if task.args is not None
+        ]
+        if per_task:
+            schema["allOf"] = per_task
+        return schema
+
+
+def _args_of(args: Schema) -> dict[str, Any]:
+    """`args` as one task declares them; required when it requires a field (`{}` would lack it)."""
+    then: dict[str, Any] = {"properties": {"args": args.json_schema()}}
+    if isinstance(args, Record) and args.required:
+        then["required"] = ["args"]
+    return then
+
+
 def validate(body: Any, tasks: TaskRegistry, default_max_attempts: int) -> JobRequest:
-    if not isinstance(body, dict):
-        raise Rejected([{"field": "(body)", "message": "expected a JSON object"}])
-    problems: list[Problem] = []
-
-    def problem(field: str, message: str) -> None:
-        problems.append({"field": field, "message": message})
-
-    for key in sorted(set(body) - _FIELDS):
-        problem(key, "unknown field")
-    name = body.get("task")
-    known = ", ".join(tasks.names()) or "none"
-    if "task" not in body:
-        problem("task", "required")
-    elif not isinstance(name, str):
-        problem("task", "expected a string")
-    elif name not in tasks:
-        problem("task", f'unknown task "{name[:200]}" (known tasks: {known})')
-    args = body.get("args", {})
-    if not isinstance(args, dict):
-        problem("args", "expected an object")
-    elif isinstance(name, str) and (declared := tasks.get(name)) is not None:
-        problems.extend(declared.problems(args))
-    delay = body.get("delay", 0)
-    if isinstance(delay, bool) or not isinstance(delay, int | float):
-        problem("delay", "expected a number of seconds")
-    elif not math.isfinite(delay) or not 0 <= delay <= MAX_DELAY:
-        problem("delay", f"expected 0..{MAX_DELAY:g} seconds")
-    attempts = body.get("max_attempts", default_max_attempts)
-    if isinstance(attempts, bool) or not isinstance(attempts, int):
-        problem("max_attempts", "expected an integer")
-    elif not 1 <= attempts <= MAX_ATTEMPTS:
-        problem("max_attempts", f"expected 1..{MAX_ATTEMPTS}")
+    """The request, or `Rejected` listing every problem (`JobBody` says what is valid)."""
+    problems = JobBody(tasks).problems(body)
     if problems:
         raise Rejected(problems)
-    assert isinstance(name, str)
-    assert isinstance(args, dict)
-    return JobRequest(name, args, float(delay), int(attempts))
+    return JobRequest(
+        body["task"],
+        body.get("args", {}),
+        float(body.get("delay", 0)),
+        int(body.get("max_attempts", default_max_attempts)),
+    )
 
 
 def idempotency_key(header: str | None) -> str | None:

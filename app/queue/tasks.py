@@ -17,21 +17,30 @@ its tasks to the queue's registry in `setup`:
                 app[TASKS].add(build_report)
 
 An exception (or the timeout) fails the attempt: the job is retried with
-backoff until `max_attempts`, then dead. `args` validates a submission before
-it is accepted (422 with one entry per problem).
+backoff until `max_attempts`, then dead. `args` (an `app.core.schema` declaration,
+usually made with `fields()`) validates a submission before it is accepted (422
+with one entry per problem) and describes the task's args in the OpenAPI document.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-Problem = dict[str, str]  # {"field": "args.seconds", "message": "expected a number"}
-ArgsCheck = Callable[[dict[str, Any]], list[Problem]]
+from app.core.schema import (
+    AnyObject,
+    AnyValue,
+    Boolean,
+    List,
+    Number,
+    Problem,
+    Record,
+    Schema,
+    Text,
+)
 
 
 @dataclass(frozen=True)
@@ -53,14 +62,14 @@ class Task:
     name: str
     run: TaskFunction
     timeout: float | None = None  # None: `[queue] task_timeout`
-    check_args: ArgsCheck | None = None
+    args: Schema | None = None  # None: any object
 
     def problems(self, args: dict[str, Any]) -> list[Problem]:
-        return self.check_args(args) if self.check_args is not None else []
+        return self.args.problems(args, "args") if self.args is not None else []
 
 
 def task(
-    name: str, *, timeout: float | None = None, args: ArgsCheck | None = None
+    name: str, *, timeout: float | None = None, args: Schema | None = None
 ) -> Callable[[TaskFunction], Task]:
     """Declare a task: `@task("demo.echo")` turns the function into a `Task`."""
     if timeout is not None and not timeout > 0:
@@ -97,7 +106,7 @@ class TaskRegistry:
         return sorted(self._tasks)
 
 
-# --- args checks: small declarative validators for the common case -------------------
+# --- args: a small declarative form for the common case -----------------------------
 
 
 @dataclass(frozen=True)
@@ -109,51 +118,34 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
 
-    def problem(self, value: Any) -> str | None:
+    def schema(self) -> Schema:
+        if self.type is int:
+            return Number(self.minimum, self.maximum, integer=True)
         if self.type is float:
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            if ok and not math.isfinite(value):
-                return "expected a finite number"
-        elif self.type is int:
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, self.type)
-        if not ok:
-            return f"expected {_TYPE_NAMES[self.type]}"
-        if self.minimum is not None and value < self.minimum:
-            return f"expected a value >= {self.minimum:g}"
-        if self.maximum is not None and value > self.maximum:
-            return f"expected a value <= {self.maximum:g}"
-        return None
+            return Number(self.minimum, self.maximum)
+        if self.type is str:
+            return Text(nul=True)  # stored escaped, inside the job's JSON
+        if self.type is bool:
+            return Boolean()
+        if self.type is list:
+            return List(AnyValue())
+        return AnyObject()
 
 
-_TYPE_NAMES: dict[type[Any], str] = {
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    bool: "a boolean",
-    list: "an array",
-    dict: "an object",
-}
+@dataclass(frozen=True)
+class Args(Record):
+    """A task's args: a `Record` whose problems name `args.<field>`; call it to check some."""
+
+    def __call__(self, args: Any) -> list[Problem]:
+        return self.problems(args, "args")
 
 
-def fields(**spec: Field) -> ArgsCheck:
-    """An args check: exactly these fields (unknown ones are problems too)."""
-
-    def check(args: dict[str, Any]) -> list[Problem]:
-        problems: list[Problem] = []
-        for key in sorted(set(args) - set(spec)):
-            problems.append({"field": f"args.{key}", "message": "unknown field"})
-        for key, field in spec.items():
-            if key not in args:
-                if field.required:
-                    problems.append({"field": f"args.{key}", "message": "required"})
-                continue
-            if why := field.problem(args[key]):
-                problems.append({"field": f"args.{key}", "message": why})
-        return problems
-
-    return check
+def fields(**spec: Field) -> Args:
+    """A task's args: exactly these fields (unknown ones are problems too)."""
+    return Args(
+        {name: f.schema() for name, f in spec.items()},
+        required=tuple(name for name, f in spec.items() if f.required),
+    )
 
 
 TASKS = web.AppKey("keel.queue.tasks", TaskRegistry)

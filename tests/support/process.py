@@ -65,6 +65,16 @@ class KeelProcess:
             await asyncio.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}:\n{self.log()}")
 
+    async def operations(self) -> int:
+        """How many operations its OpenAPI document lists."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.url + "/api/openapi.json") as r,
+        ):
+            document = await r.json()
+        methods = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+        return sum(1 for item in document["paths"].values() for method in item if method in methods)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
