@@ -145,18 +145,6 @@ class Number(Schema):
 
 
 @dataclass(frozen=True)
-class Boolean(Schema):
-    description: str = ""
-
-    def check(self, value: Any, path: str, problems: list[Problem]) -> None:
-        if not isinstance(value, bool):
-            _problem(problems, path, "expected a boolean")
-
-    def json_schema(self) -> dict[str, Any]:
-        return _described({"type": "boolean"}, self.description)
-
-
-@dataclass(frozen=True)
 class List(Schema):
     """An array of at most `max_items` values, each `items`; a bad one is reported at `path[i]`."""
 
@@ -182,17 +170,29 @@ class List(Schema):
 
 
 @dataclass(frozen=True)
-class AnyObject(Schema):
-    """Any JSON object: its content is someone else's to check."""
+class Typed(Schema):
+    """A value of one JSON type, nothing more checked (see `Boolean`, `AnyObject`)."""
 
+    python_type: type
+    json_type: str
+    noun: str
     description: str = ""
 
     def check(self, value: Any, path: str, problems: list[Problem]) -> None:
-        if not isinstance(value, dict):
-            _problem(problems, path, "expected an object")
+        if not isinstance(value, self.python_type):
+            _problem(problems, path, f"expected {self.noun}")
 
     def json_schema(self) -> dict[str, Any]:
-        return _described({"type": "object"}, self.description)
+        return _described({"type": self.json_type}, self.description)
+
+
+def Boolean(description: str = "") -> Typed:  # named like a class: read as the others are
+    return Typed(bool, "boolean", "a boolean", description)
+
+
+def AnyObject(description: str = "") -> Typed:
+    """Any JSON object: its content is someone else's to check."""
+    return Typed(dict, "object", "an object", description)
 
 
 @dataclass(frozen=True)
