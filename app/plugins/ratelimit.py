@@ -26,11 +26,12 @@ from app.core.openapi import error_response
 from app.errors import RateLimited, Unavailable
 from app.metrics import registry_of
 from app.plugins import BasePlugin, Readiness, SettingsOf
+from app.ratelimit import RATELIMITER, RateLimiter, RatelimitSettings
 from app.ratelimit.algorithm import Decision
 from app.ratelimit.headers import PolicyHeaders
-from app.ratelimit.limiter import RATELIMITER, DecisionCounters, RateLimiter
+from app.ratelimit.limiter import DecisionCounters
 from app.ratelimit.redis_limiter import RedisLimiter
-from app.ratelimit.settings import RatelimitSettings, build_table, describe_changes
+from app.ratelimit.settings import build_table, describe_changes
 from app.redis import REDIS, REDIS_ERRORS
 
 DECIDED = web.RequestKey("keel.ratelimit.decided", tuple[PolicyHeaders, Decision])

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import ClientResponse
 
 from app.plugins import PLUGINS
-from app.ratelimit.limiter import RATELIMITER
+from app.ratelimit import RATELIMITER
 from tests.ratelimit.conftest import StartClient
 
 RULES = """

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from app.application import create_app
 from app.plugins import PLUGINS
-from app.ratelimit.limiter import RATELIMITER
+from app.ratelimit import RATELIMITER
 from app.redis import REDIS
 from tests.ratelimit.conftest import limited_config
 from tests.support.apps import ConfigFactory
