@@ -28,7 +28,7 @@ from tests.support.apps import ConfigFactory, StartApp
 from tests.support.clock import Clock
 from tests.support.postgres import create_database, drop_database, run_as_admin
 from tests.support.private_redis import PrivateRedis
-from tests.support.redis import open_batcher
+from tests.support.redis import delete_redis_keys, open_batcher
 from tests.support.services import (
     PG_ADMIN_URL,
     REDIS_URL,
@@ -99,13 +99,7 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix private to this test; its keys are deleted afterwards."""
     prefix = f"keel-test:{RUN_ID}:{uuid.uuid4().hex[:6]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_redis_keys(redis_url, prefix)
 
 
 @pytest.fixture

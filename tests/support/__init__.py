@@ -8,7 +8,7 @@ process.py        KeelProcess: `run.py` as a real subprocess, for signals and lo
 private_redis.py  a redis-server of the test's own, to pause (SIGSTOP) and resume
 tcp_proxy.py      a TCP proxy the test can cut (refuse, blackhole) and restore
 clock.py          a clock the test moves by hand
-redis.py          a batcher on the machine's Redis, closed on exit
+redis.py          a batcher on the machine's Redis, closed on exit; deleting a test's keys
 postgres.py       throwaway PostgreSQL databases
 plugins/          plugins made for tests: probe (routes that exercise the core),
                   recording (lifecycle events for loader tests)

@@ -1,4 +1,4 @@
-"""A request-path batcher on a Redis of the test's choosing, closed on exit."""
+"""Redis for tests: a request-path batcher closed on exit, and deleting a test's keys."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 
 from app.redis import RedisBatcher
@@ -21,3 +22,14 @@ async def open_batcher(url: str, **client_options: Any) -> AsyncIterator[RedisBa
     finally:
         await batcher.aclose()
         await client.aclose()
+
+
+def delete_redis_keys(url: str, prefix: str) -> None:
+    """Delete every key under `prefix` (a test's own)."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
