@@ -30,7 +30,8 @@ from app.application import CONFIG, Role, apply_reload, create_app
 from app.config import Config
 from app.core.access_log import ACCESS_LOGGER, AccessLogger
 from app.core.lifecycle import LIFECYCLE, Lifecycle
-from app.errors import ConfigError, KeelError, StartupError
+from app.core.listener import start_site, stop_accepting
+from app.errors import ConfigError, KeelError
 from app.plugins import read_config
 
 log = logging.getLogger("keel.shutdown")
@@ -123,12 +124,18 @@ def _teardown_errors(exc: BaseException) -> list[BaseException]:
 
 
 async def serve(
-    config: Config, *, role: Role = "serve", reload: Callable[[], Config] | None = None
+    config: Config,
+    *,
+    role: Role = "serve",
+    reload: Callable[[], Config] | None = None,
+    listen_fd: int | None = None,
 ) -> int:
     """Serve `config` until a stop signal; return the process exit status.
 
     `reload` re-reads the configuration on SIGHUP (the same file and the same
     overrides as at startup); by default the file `config` came from.
+    `listen_fd` is an inherited listening socket to serve on instead of
+    binding host:port (app/core/listener.py).
     """
     reload = reload or (lambda: read_config(config.source))
     app = create_app(config, role=role)
@@ -146,12 +153,7 @@ async def serve(
     with SignalWatcher(exit_now) as signals:
         try:
             await runner.setup()
-            try:
-                await web.TCPSite(runner, host, port, reuse_address=True).start()
-            except OSError as exc:
-                raise StartupError(
-                    [f"cannot listen on {host}:{port}: {exc.strerror or exc}"]
-                ) from exc
+            site, host, port = await start_site(runner, host, port, listen_fd)
             log.info(
                 "Keel %s %s on http://%s:%d (pid %d, %s loop) plugins: %s",
                 __version__,
@@ -181,6 +183,7 @@ async def serve(
                 "closing the listener; in-flight requests have %.1fs to finish",
                 config.server.shutdown_timeout,
             )
+            await stop_accepting(site)
         finally:
             lifecycle.start_draining()
             try:
