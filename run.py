@@ -1,4 +1,4 @@
-"""Keel's command line: serve (default) | worker | migrate | reshard | check-config.
+"""Keel's command line: serve (default) | worker | migrate | reshard | check-config | cluster.
 
 Parses arguments, loads the config and runs; everything else lives in `app/`.
 Exit status: 0 done, 1 failed while running, 2 refused (bad config or plugin set).
@@ -18,6 +18,8 @@ from typing import Any
 import tomli_w
 
 from app.application import Role, create_app
+from app.cluster.preflight import ClusterOptions
+from app.cluster.supervisor import cluster_command
 from app.config import Config
 from app.core.logging_config import LoggingSettings, configure_logging
 from app.errors import ConfigError, KeelError, PluginError, StartupError
@@ -38,12 +40,21 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser("serve", help="serve the API until SIGTERM/SIGINT (default)")
     serve_cmd.add_argument("--host", help="override server.host")
     serve_cmd.add_argument("--port", type=int, help="override server.port")
+    serve_cmd.add_argument(
+        "--listen-fd", type=int, metavar="FD", help="serve on this inherited listening socket"
+    )
     commands.add_parser("worker", help="consume jobs only; health and metrics on worker.port")
     commands.add_parser("migrate", help="apply pending migrations to every shard")
     reshard = commands.add_parser("reshard", help="move rows to the shards that own them now")
     reshard.add_argument("--dry-run", action="store_true", help="count what would move")
     check = commands.add_parser("check-config", help="print the resolved config and exit")
     check.add_argument("--json", action="store_true", help="print JSON instead of TOML")
+    cluster = commands.add_parser("cluster", help="N instances behind nginx on this machine")
+    cluster.add_argument("--instances", type=int, default=3, metavar="N", help="default 3")
+    cluster.add_argument(
+        "--port", type=int, metavar="P", help="nginx's port (server.port); instances on P+1..P+N"
+    )
+    cluster.add_argument("--nginx", default="nginx", metavar="PATH", help="the nginx binary")
     for sub in commands.choices.values():
         sub.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="config file")
     return parser
@@ -82,7 +93,7 @@ def _check_config(config: Config, as_json: bool) -> int:
     return 0
 
 
-COMMANDS = ("serve", "worker", "migrate", "reshard", "check-config")
+COMMANDS = ("serve", "worker", "migrate", "reshard", "check-config", "cluster")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,8 +123,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "reshard":
         return _run(reshard_command(config, dry_run=args.dry_run), config)
     try:
+        if command == "cluster":
+            options = ClusterOptions(instances=args.instances, nginx=args.nginx)
+            return _run(cluster_command(config, options), config)
         role: Role = "worker" if command == "worker" else "serve"
-        return _run(serve(config, role=role, reload=lambda: read_config(args.config, env)), config)
+        listen_fd = getattr(args, "listen_fd", None)
+        main_task = serve(
+            config, role=role, reload=lambda: read_config(args.config, env), listen_fd=listen_fd
+        )
+        return _run(main_task, config)
     except (ConfigError, PluginError) as exc:
         for problem in exc.problems:
             log.error("startup refused: %s", problem)
