@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint check bench clean
+.PHONY: install run cluster test lint check bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python run.py
+
+# Three instances behind nginx on :8080; Redis on 127.0.0.1:6379 unless KEEL_REDIS__URL says.
+cluster: $(STAMP)
+	KEEL_REDIS__URL=$${KEEL_REDIS__URL:-redis://127.0.0.1:6379/0} $(BIN)/python run.py cluster
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -32,9 +36,11 @@ check: lint test
 
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	test -x /usr/sbin/nginx || command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq nginx)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/jobs.py
+	$(BIN)/python bench/cluster.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
