@@ -86,18 +86,18 @@ class Slot:
         """A new process in place of the current one; True once the new one is ready.
 
         The old one is told to drain first: it keeps accepting and serving for
-        `drain_delay` while the new one starts, so a /readyz 200 on the port
-        can only come from the new one. Returns after the old one has exited.
+        `drain_delay` while the new one starts on the same socket. Readiness is
+        asked once the old one has exited, when a /readyz 200 on the port can
+        only come from the new one.
         """
         self._cancel_recovery()
         old = self.current
         if old is not None:
             self.retire(old)
         await self.start()
-        ready = await self.wait_ready()
         if old is not None:
             await old.wait()
-        return ready
+        return await self.wait_ready()
 
     def retire(self, instance: Instance) -> None:
         """Ask `instance` to drain and exit; it is no longer the slot's process."""

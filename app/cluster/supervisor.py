@@ -222,7 +222,12 @@ class Cluster:
         log.info("rolling restart of %d instance(s)", len(self.slots))
         for slot in self.slots:
             log.info("rolling restart: instance %d of %d", slot.number, len(self.slots))
-            if not await slot.replace():
+            try:
+                replaced = await slot.replace()
+            except OSError as exc:  # its port could not be bound again
+                log.error("rolling restart stopped: instance %d: %s", slot.number, exc)
+                return
+            if not replaced:
                 log.error(
                     "rolling restart stopped: instance %d did not come back"
                     " (it is restarted with back-off; the others keep serving)",
