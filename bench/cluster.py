@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import statistics
@@ -94,16 +95,21 @@ class RestartResult:
 
 
 def free_ports(count: int) -> int:
-    """A port P with P … P+count-1 free (a cluster's nginx and instances)."""
-    for _ in range(100):
-        base = free_port()
-        if base + count <= 65535 and all(port_free(base + n) for n in range(1, count)):
+    """A port P with P … P+count-1 free (a cluster's nginx and instances).
+
+    Below Linux's ephemeral range (32768-60999), where wrk's and nginx's
+    outgoing connections take theirs.
+    """
+    for _ in range(200):
+        base = random.randrange(20000, 32000 - count)
+        if all(port_free(base + n) for n in range(count)):
             return base
     raise BenchError(f"no {count} consecutive free ports")
 
 
 def port_free(port: int) -> bool:
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -403,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bench: error: {exc}", file=sys.stderr)
             if exc.log is not None:
                 print(f"--- last lines of {exc.log.name} ---\n{log_tail(exc.log)}", file=sys.stderr)
+            print(report(rows, restart, args.connections))  # what was measured before
             return 1
     print()
     print(

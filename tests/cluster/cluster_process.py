@@ -17,8 +17,11 @@ from tests.support.process import KeelProcess
 
 
 def consecutive_free_ports(count: int) -> int:
-    """A base port P such that P … P+count-1 are all free on 127.0.0.1."""
-    for base in range(21000 + os.getpid() % 2000 * 10, 60000, 97):
+    """A base port P such that P … P+count-1 are all free on 127.0.0.1.
+
+    Below Linux's ephemeral range (32768-), where outgoing connections take theirs.
+    """
+    for base in range(20000 + os.getpid() % 1000 * 10, 32000, 7):
         if all(port_is_free(port) for port in range(base, base + count)):
             return base
     raise AssertionError(f"no {count} consecutive free ports")
