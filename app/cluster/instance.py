@@ -111,7 +111,7 @@ class Instance:
     async def wait(self) -> int:
         """Its exit status once it has exited and its output is relayed."""
         status = await self.process.wait()
-        await self._output
+        await asyncio.shield(self._output)  # a waiter's cancellation must not end the relay
         return status
 
     def describe_exit(self) -> str:

@@ -130,7 +130,7 @@ class Nginx:
         assert self.process is not None
         assert self._output is not None
         status = await self.process.wait()
-        await self._output
+        await asyncio.shield(self._output)  # a waiter's cancellation must not end the relay
         return status
 
     async def stop(self) -> int:

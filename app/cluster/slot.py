@@ -15,13 +15,13 @@ afresh for the restart, after a back-off.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
 
 from app.cluster.backoff import Backoff
 from app.cluster.instance import Instance
+from app.core.background import BackgroundTask
 from app.core.listener import BACKLOG
 
 log = logging.getLogger("keel.cluster")
@@ -44,8 +44,9 @@ class Slot:
         self._ready_timeout = ready_timeout
         self._socket: socket.socket | None = None
         self._backoff = Backoff()
-        self._recovery: asyncio.Task[None] | None = None
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._recovery: BackgroundTask | None = None
+        # One per process, until it has exited and its exit has been dealt with.
+        self._watchers: set[BackgroundTask] = set()
 
     def bind(self) -> None:
         """Listen on the slot's port (the processes accept; we only hold it)."""
@@ -73,9 +74,9 @@ class Slot:
         assert self._socket is not None
         instance = await self._spawner(self.number, self.port, self._socket.fileno())
         self.current = instance
-        watcher = asyncio.create_task(self._watch(instance))
-        self._watchers.add(watcher)
-        watcher.add_done_callback(self._watchers.discard)
+        watcher = BackgroundTask(f"instance {self.number} watcher", lambda: self._watch(instance))
+        self._watchers = {w for w in self._watchers if w.running} | {watcher}
+        watcher.start()
         return instance
 
     async def wait_ready(self) -> bool:
@@ -90,7 +91,7 @@ class Slot:
         asked once the old one has exited, when a /readyz 200 on the port can
         only come from the new one.
         """
-        self._cancel_recovery()
+        await self._stop_recovery()
         old = self.current
         if old is not None:
             self.retire(old)
@@ -115,10 +116,7 @@ class Slot:
     async def stop(self) -> None:
         """No more restarts; every process asked to drain and exit."""
         self.supervising = False
-        self._cancel_recovery()
-        if self._recovery is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recovery
+        await self._stop_recovery()
         self.close_socket()
         for instance in self.processes():
             self.retire(instance)
@@ -141,7 +139,10 @@ class Slot:
         # the next instance at once rather than queueing requests behind nobody.
         self.close_socket()
         log.warning("instance %d: restarting in %.1fs", self.number, delay)
-        self._recovery = asyncio.create_task(self._recover(delay))
+        self._recovery = BackgroundTask(
+            f"instance {self.number} restart", lambda: self._recover(delay)
+        )
+        self._recovery.start()
 
     async def _recover(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -153,6 +154,7 @@ class Slot:
             return
         await self.wait_ready()  # a death on the way is seen by its watcher
 
-    def _cancel_recovery(self) -> None:
-        if self._recovery is not None and not self._recovery.done():
-            self._recovery.cancel()
+    async def _stop_recovery(self) -> None:
+        recovery, self._recovery = self._recovery, None
+        if recovery is not None:
+            await recovery.stop()

@@ -36,6 +36,7 @@ from app.cluster.nginx_files import render_listen, render_upstream
 from app.cluster.preflight import ClusterOptions, find_nginx, refusals, warnings
 from app.cluster.slot import Slot
 from app.config import Config
+from app.core.background import BackgroundTask, background
 from app.errors import ConfigError, StartupError
 
 log = logging.getLogger("keel.cluster")
@@ -72,7 +73,7 @@ class Cluster:
         self._env = self._instance_env()
         self._events: asyncio.Queue[Stop | signal.Signals] = asyncio.Queue()
         self._stopping = False
-        self._rolling: asyncio.Task[None] | None = None
+        self._rolling = BackgroundTask("rolling restart", self._replace_each)
 
     def _instance_env(self) -> dict[str, str]:
         env = {**os.environ, "KEEL_SERVER__HOST": "127.0.0.1"}
@@ -191,31 +192,24 @@ class Cluster:
         )
 
     async def _serve(self) -> Stop:
-        nginx_watch = asyncio.create_task(self._watch_nginx())
-        try:
-            while True:
-                event = await self._events.get()
-                if isinstance(event, Stop):
-                    return event
-                self._rolling_restart()
-        finally:
-            nginx_watch.cancel()
-            await asyncio.gather(nginx_watch, return_exceptions=True)
-            if self._rolling is not None:
-                self._rolling.cancel()
-                await asyncio.gather(self._rolling, return_exceptions=True)
+        async with background("nginx watcher", self._watch_nginx):
+            try:
+                while True:
+                    event = await self._events.get()
+                    if isinstance(event, Stop):
+                        return event
+                    if self._rolling.running:
+                        log.info("received SIGHUP during a rolling restart: ignored")
+                    else:
+                        self._rolling.start()
+            finally:
+                await self._rolling.stop()
 
     async def _watch_nginx(self) -> None:
         status = await self.nginx.wait()
         if not self.nginx.stopping:
             log.error("nginx %s; last errors: %s", describe_exit(status), self.nginx.last_errors())
             self._events.put_nowait(Stop("nginx died", EXIT_FAILED))
-
-    def _rolling_restart(self) -> None:
-        if self._rolling is not None and not self._rolling.done():
-            log.info("received SIGHUP during a rolling restart: ignored")
-            return
-        self._rolling = asyncio.create_task(self._replace_each())
 
     async def _replace_each(self) -> None:
         started = time.monotonic()

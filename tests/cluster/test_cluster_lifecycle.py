@@ -76,3 +76,20 @@ async def test_sigterm_stops_every_instance_then_nginx_exit_0_and_frees_every_po
     await asyncio.sleep(0)  # the processes were waited for: nothing may be left
     assert not [pid for pid in pids if pid_alive(pid)]
     assert all(port_is_free(port) for port in cluster.ports)
+
+
+async def test_a_second_sigterm_stops_everything_at_once_with_status_1(
+    tmp_path: Path, services: Services, nginx_installed: None
+) -> None:
+    toml = cluster_toml(services, drain_delay=20.0)
+    cluster = await ClusterProcess(tmp_path, toml, instances=1).start()
+    try:
+        pids = [cluster.pids(1)[-1], cluster.nginx_pid()]
+        cluster.signal(signal.SIGTERM)
+        await cluster.wait_for_log("draining (/readyz answers 503) for 20.0s")
+        cluster.signal(signal.SIGTERM)
+        assert await cluster.exit_status(timeout=10) == 1  # well within the 20 s drain
+    finally:
+        await cluster.stop()
+    assert "received SIGTERM again: stopping every instance and nginx now" in cluster.log()
+    assert not [pid for pid in pids if pid_alive(pid)]
