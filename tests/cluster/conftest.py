@@ -20,10 +20,12 @@ import pytest
 import pytest_asyncio
 
 from tests.cluster.cluster_process import ClusterProcess
-from tests.queue.conftest import QUEUE_PREFIX, _broker_answers, delete_queues
+from tests.queue.conftest import QUEUE_PREFIX, amqp_url, delete_queues
 from tests.support.postgres import create_database, drop_database, run_as_admin
 from tests.support.redis import delete_redis_keys
 from tests.support.services import AMQP_URL, RUN_ID, service_missing
+
+__all__ = ["amqp_url"]  # the queue tests' fixture: RabbitMQ, or a skip (a failure under CI)
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,8 @@ def nginx_installed() -> None:
         service_missing("nginx (Debian package nginx)")
 
 
-@pytest.fixture(scope="session")
-def amqp_available() -> str:
-    if not asyncio.run(_broker_answers(AMQP_URL)):
-        service_missing(f"RabbitMQ at {AMQP_URL}")
-    return AMQP_URL
-
-
 @pytest.fixture(scope="module")
-def services(redis_url: str, pg_admin_url: str, amqp_available: str) -> Iterator[Services]:
+def services(redis_url: str, pg_admin_url: str, amqp_url: str) -> Iterator[Services]:
     """A Redis prefix, two PostgreSQL shards and a queue name, cleaned up afterwards."""
     token = uuid.uuid4().hex[:8]
     names = [f"keel_test_{RUN_ID}_{token}_{n}" for n in range(2)]
