@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from app.application import create_app
 from tests.support.apps import PROBE, ConfigFactory
+from tests.support.polling import eventually
+from tests.support.process import KeelProcess
 
 
 @pytest.fixture
@@ -115,3 +120,24 @@ async def test_a_bug_is_500_internal_logged_with_the_request_id_never_leaked(
     assert record.exc_info is not None
     assert "secret internal detail" in str(record.exc_info[1])
     assert response.headers["X-Request-ID"] == "req-500"
+
+
+async def test_a_client_that_leaves_mid_body_is_no_server_error(tmp_path: Path) -> None:
+    """It sent part of a body and hung up: nobody to answer, nothing broken (499, no trace)."""
+    keel = await KeelProcess(tmp_path, "", env={"KEEL_SERVER__DRAIN_DELAY": "0"}).start()
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", keel.port)
+        writer.write(
+            b"POST /api/items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 60\r\n\r\n{"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the handler is reading the body by now
+        writer.close()
+        await writer.wait_closed()
+        await eventually(lambda: '"POST /api/items" 499' in keel.log(), "the access line")
+    finally:
+        keel.signal(signal.SIGTERM)
+        await keel.exit_status()
+    assert "unhandled error" not in keel.log()
+    assert "Traceback" not in keel.log()

@@ -30,6 +30,9 @@ from app.core.lifecycle import Lifecycle
 from app.core.request_id import RequestIds
 from app.errors import response_for
 
+# The status of a request whose client went away before its answer (nginx's convention).
+CLIENT_GONE = 499
+
 # Called with the request, its status and its duration in seconds, once it is over.
 RequestObserver = Callable[[web.Request, int, float], None]
 REQUEST_OBSERVERS = web.AppKey("keel.request_observers", list[RequestObserver])
@@ -55,12 +58,19 @@ def request_middleware(
         try:
             try:
                 response = await handler(request)
+            except ConnectionResetError as exc:
+                if not _client_gone(request):
+                    response = response_for(exc, request)  # a dependency's, not the client's
+                else:
+                    # The client went away while sending its body: no one to answer, nothing
+                    # broken here. Logged as nginx would (499), without a traceback.
+                    response = web.Response(status=CLIENT_GONE)
             except Exception as exc:  # noqa: BLE001 - every error gets the JSON shape, never a 500 page
                 response = response_for(exc, request)
             status = response.status
             return response
         except asyncio.CancelledError:
-            status = 499  # the client went away (nginx's convention)
+            status = CLIENT_GONE
             lifecycle.cancelled(key)
             raise
         finally:
@@ -69,3 +79,8 @@ def request_middleware(
                 observe(request, status, clock() - started)
 
     return groundwork
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
