@@ -375,6 +375,12 @@ class Cache:
             "hit_ratio": round(self.hits / lookups, 4) if lookups else None,
             "hits": self.hits,
             "misses": self.misses,
+            "lookups": {
+                "hit": int(self.metrics.hit.value),
+                "miss": int(self.metrics.miss.value),
+                "bypass": int(self.metrics.bypass.value),
+                "error": int(self.metrics.error.value),
+            },
             "pending_invalidations": len(self.pending),
             "flush_pending": self._flush_all,
             "usable": self.usable,

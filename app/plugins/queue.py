@@ -14,8 +14,8 @@ the outbox relay. Shutdown: consuming stops at the drain step (the listener has
 closed); running jobs get `server.shutdown_timeout` to finish; the rest go back
 to the queue unacked.
 
-Operator API (the admin dashboard's): `dead_jobs()`, `requeue_dead(ids)`,
-`purge_dead()`.
+Operator API (the admin dashboard's, also as `app[DEAD_LETTERS]`): `dead_jobs()`,
+`requeue_dead(ids)`, `purge_dead(ids)`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from app.metrics import registry_of
 from app.plugins import BasePlugin, Readiness, SettingsOf
 from app.queue.backend import QueueBackend, QueueUnavailable
 from app.queue.consumer import Consumer
-from app.queue.dead_letters import DeadLetters
+from app.queue.dead_letters import DEAD_LETTERS, DeadLetters
 from app.queue.embedded import EmbeddedQueue
 from app.queue.job_events import JOB_EVENTS, JobEvent
 from app.queue.metrics import QueueMetrics
@@ -98,7 +98,7 @@ class QueuePlugin(BasePlugin):
             events=events,
             metrics=self.metrics,
         )
-        self.dead_letters = DeadLetters(self.queue)
+        self.dead_letters = app[DEAD_LETTERS] = DeadLetters(self.queue)
         self.relay = OutboxRelay(store, self.queue.publish, self.settings.relay_interval)
         self.backend.on_connected(self.relay.wake)
         if lifecycle.role == "worker" or self.settings.consume:
@@ -184,16 +184,16 @@ class QueuePlugin(BasePlugin):
     # --- operator API (the admin dashboard calls these) ---------------------------------
 
     async def dead_jobs(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The oldest `limit` dead jobs with why they died."""
+        """The newest `limit` dead jobs, newest first, with why they died."""
         return await self.dead_letters.list(limit)
 
     async def requeue_dead(self, job_ids: Iterable[str] | None = None) -> int:
         """Requeue these dead jobs (all when None), paced; returns how many moved."""
         return await self.dead_letters.requeue(job_ids)
 
-    async def purge_dead(self) -> int:
-        """Drop every dead job from the dead queue; returns how many."""
-        return await self.dead_letters.purge()
+    async def purge_dead(self, job_ids: Iterable[str] | None = None) -> int:
+        """Drop these dead jobs (all when None) from the dead queue; returns how many."""
+        return await self.dead_letters.purge(job_ids)
 
     # --- what the dashboard and /readyz show ------------------------------------------
 
@@ -232,6 +232,7 @@ class QueuePlugin(BasePlugin):
             "consumers": status.consumers,
             "outbox_backlog": status.outbox_backlog,
             "running": len(running),
+            "jobs_by_status": dict(self.metrics.by_status),
             "running_jobs": [vars(job) for job in list(running.values())[:20]],
             "published_at_once": status.published_now,
             "left_to_relay": status.handed_to_relay,

@@ -143,6 +143,11 @@ class RatelimitPlugin(BasePlugin):
                 for r in self.settings.rules
             ],
             "recent_limited": list(limiter.recent_limited),
+            "decisions": {
+                "allowed": int(limiter.counters.allowed.value),
+                "limited": int(limiter.counters.limited.value),
+                "degraded": int(limiter.counters.degraded.value),
+            },
         }
 
     def reload(self, config: Config) -> list[str]:

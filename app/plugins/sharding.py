@@ -148,6 +148,8 @@ class ShardingPlugin(BasePlugin):
                     "error": s.last_error,
                     "schema_version": s.schema_version,
                     "rows": self.rows.get(s.index),
+                    "queries": s.queries,
+                    "query_seconds": round(s.query_seconds, 6),
                     "logical_shards": count,
                 }
                 for s, count in zip(

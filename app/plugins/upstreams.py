@@ -18,6 +18,7 @@ from aiohttp import web
 
 from app.api import upstream_openapi
 from app.breakers import BREAKERS
+from app.core.config_schema import redact_url
 from app.plugins import BasePlugin, SettingsOf
 from app.upstreams import UPSTREAMS, Upstream, UpstreamProxy, UpstreamsSettings
 from app.upstreams.proxy import add_routes
@@ -57,7 +58,12 @@ class UpstreamsPlugin(BasePlugin):
     def state(self) -> dict[str, Any]:
         return {
             "upstreams": [
-                {"name": u.name, "url": u.url, "timeout": u.timeout, "breaker": u.breaker.state}
+                {
+                    "name": u.name,
+                    "url": redact_url(u.url),
+                    "timeout": u.timeout,
+                    "breaker": u.breaker.state,
+                }
                 for u in self.proxy.upstreams.values()
             ]
         }

@@ -20,15 +20,18 @@
 The plugin that wires them is `app/plugins/queue.py`; the HTTP API `app/api/jobs.py`.
 """
 
+from app.queue.dead_letters import DEAD_LETTERS, DeadLetters
 from app.queue.job_events import JOB_EVENTS, JobEvent
 from app.queue.service import QUEUE, JobQueue
 from app.queue.settings import QueueSettings
 from app.queue.tasks import TASKS, Field, JobContext, TaskRegistry, fields, task
 
 __all__ = [
+    "DEAD_LETTERS",
     "JOB_EVENTS",
     "QUEUE",
     "TASKS",
+    "DeadLetters",
     "Field",
     "JobContext",
     "JobEvent",

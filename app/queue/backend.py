@@ -14,7 +14,7 @@ checked by one test suite run against both (tests/queue/test_backend_contract.py
   lease expiry), with `redeliveries` counting such returns.
 - Dead messages stay in the dead queue until `requeue_dead` moves them back
   (published to the main queue, confirmed, then removed from the dead queue)
-  or `purge_dead` drops them.
+  or `purge_dead` drops them (some by job id, or all).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class QueueBackend(ABC):
 
     @abstractmethod
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
-        """Up to `limit` dead messages, oldest first, left in place."""
+        """The newest `limit` dead messages, newest first, left in place."""
 
     @abstractmethod
     async def requeue_dead(self, job_ids: frozenset[str] | None, requeue: Requeue) -> int:
@@ -129,5 +129,5 @@ class QueueBackend(ABC):
         took. Returns how many were removed."""
 
     @abstractmethod
-    async def purge_dead(self) -> int:
-        """Drop every dead message; return how many."""
+    async def purge_dead(self, job_ids: frozenset[str] | None = None) -> int:
+        """Drop the dead messages of `job_ids` (every one when None); return how many."""

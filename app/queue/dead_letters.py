@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from aiohttp import web
+
 from app.queue.message import JobMessage
 from app.queue.service import JobQueue
 
@@ -51,7 +53,7 @@ class DeadLetters:
         self._lock = asyncio.Lock()
 
     async def list(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Up to `limit` dead jobs, oldest first: id, task, args, attempts, reason."""
+        """The newest `limit` dead jobs, newest first: id, task, args, attempts, reason."""
         letters = await self.queue.backend.dead_letters(limit)
         return [
             {
@@ -63,6 +65,10 @@ class DeadLetters:
             }
             for letter in letters
         ]
+
+    async def count(self) -> int:
+        """How many dead jobs there are now (read from the queue, not the last stats)."""
+        return (await self.queue.backend.stats()).dead
 
     async def requeue(self, job_ids: Iterable[str] | None = None) -> int:
         """Move dead jobs (these ids, or all) back to the main queue; how many moved."""
@@ -99,9 +105,14 @@ class DeadLetters:
         # is in the outbox and the relay publishes it.
         return await self.queue.publish(requeued)
 
-    async def purge(self) -> int:
-        """Drop every dead job from the dead queue (their records stay, status dead)."""
+    async def purge(self, job_ids: Iterable[str] | None = None) -> int:
+        """Drop these dead jobs (all when None) from the dead queue; their records stay dead."""
+        wanted = frozenset(job_ids) if job_ids is not None else None
         async with self._lock:
-            purged = await self.queue.backend.purge_dead()
+            purged = await self.queue.backend.purge_dead(wanted)
         log.info("purged %d dead job(s)", purged)
         return purged
+
+
+# The operator API (the admin dashboard's): published by the queue plugin.
+DEAD_LETTERS = web.AppKey("keel.queue.dead_letters", DeadLetters)

@@ -291,7 +291,7 @@ class EmbeddedQueue(QueueBackend):
 
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
         rows = await self._fetch(
-            "SELECT body, reason FROM queue_messages WHERE queue = $1 ORDER BY seq LIMIT $2",
+            "SELECT body, reason FROM queue_messages WHERE queue = $1 ORDER BY seq DESC LIMIT $2",
             self.dead_queue,
             limit,
         )
@@ -326,8 +326,15 @@ class EmbeddedQueue(QueueBackend):
                     except BadMessage:
                         continue  # an unreadable dead message can only be purged
 
-    async def purge_dead(self) -> int:
-        purged = await self._write(
-            "DELETE FROM queue_messages WHERE queue = $1 RETURNING seq", self.dead_queue
-        )
-        return len(purged)
+    async def purge_dead(self, job_ids: frozenset[str] | None = None) -> int:
+        if job_ids is None:
+            purged = await self._write(
+                "DELETE FROM queue_messages WHERE queue = $1 RETURNING seq", self.dead_queue
+            )
+            return len(purged)
+        count = 0
+        async for seq, _ in self._dead_rows(job_ids):
+            count += len(
+                await self._write("DELETE FROM queue_messages WHERE seq = $1 RETURNING seq", seq)
+            )
+        return count

@@ -32,6 +32,8 @@ class QueueMetrics:
         running: Callable[[], float],
     ) -> None:
         self.tasks = tasks
+        # keel_jobs_total summed over tasks, as plain numbers: the dashboard's rates by status.
+        self.by_status: dict[str, int] = {}
         self.jobs = Counter(
             "keel_jobs",
             "Job status changes recorded by this instance, by task and new status.",
@@ -64,6 +66,7 @@ class QueueMetrics:
 
     def changed(self, task: str, status: str) -> None:
         self.jobs.labels(self.label(task), status).inc()
+        self.by_status[status] = self.by_status.get(status, 0) + 1
 
     def ran(self, task: str, seconds: float) -> None:
         self.duration.labels(self.label(task)).observe(seconds)

@@ -15,6 +15,7 @@ broker delivers it again on the new connection.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -44,6 +45,9 @@ log = logging.getLogger("keel.queue")
 
 REASON_HEADER = "x-keel-reason"
 _MAX_REASON = 1000
+# Listing dead messages newest first reads the queue from its head (the
+# oldest): at most this many are looked at.
+DEAD_SCAN_LIMIT = 10_000
 
 
 def _text(value: object) -> str:
@@ -365,15 +369,16 @@ class RabbitQueue(QueueBackend):
         return ""
 
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
-        found: list[DeadLetter] = []
+        # A queue hands out its oldest first: keep the last `limit` seen.
+        found: collections.deque[DeadLetter] = collections.deque(maxlen=limit)
 
         async def look(delivered: DeliveredMessage) -> bool:
             with contextlib.suppress(BadMessage):
                 found.append(DeadLetter(JobMessage.decode(delivered.body), self._reason(delivered)))
             return False
 
-        await self._scan_dead(look, limit)
-        return found
+        await self._scan_dead(look, DEAD_SCAN_LIMIT)
+        return list(reversed(found))
 
     async def requeue_dead(self, job_ids: frozenset[str] | None, requeue: Requeue) -> int:
         async def take(delivered: DeliveredMessage) -> bool:
@@ -387,7 +392,16 @@ class RabbitQueue(QueueBackend):
 
         return await self._scan_dead(take)
 
-    async def purge_dead(self) -> int:
+    async def purge_dead(self, job_ids: frozenset[str] | None = None) -> int:
+        if job_ids is not None:
+
+            async def chosen(delivered: DeliveredMessage) -> bool:
+                try:
+                    return JobMessage.decode(delivered.body).id in job_ids
+                except BadMessage:
+                    return False
+
+            return await self._scan_dead(chosen)
         publisher = self.link.require_publisher()
         try:
             purged = await publisher.queue_purge(

@@ -30,6 +30,10 @@ class Limiter(abc.ABC):
     async def hit(self, key: str, limit: Limit) -> Decision:
         """Decide one request for `key` under `limit`; raise the backend's errors as they are."""
 
+    @abc.abstractmethod
+    async def forget(self, key: str) -> None:
+        """Give `key` its whole budget back (a login that succeeded clears its failures)."""
+
 
 class MemoryLimiter(Limiter):
     """GCRA over a dict of TATs. Expired entries are swept as the dict grows."""
@@ -54,6 +58,9 @@ class MemoryLimiter(Limiter):
 
     async def hit(self, key: str, limit: Limit) -> Decision:
         return self.hit_now(key, limit)
+
+    async def forget(self, key: str) -> None:
+        self._tats.pop(key, None)
 
     def _sweep(self, now: int) -> None:
         # A TAT in the past means a full budget: the same as no entry at all.

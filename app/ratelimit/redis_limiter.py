@@ -112,6 +112,9 @@ class RedisLimiter(Limiter):
             ahead.arrived(reply[3])
         return Decision(reply[0] == 1, int(reply[1]), int(reply[2]))
 
+    async def forget(self, key: str) -> None:
+        await self._client.delete(key)
+
     async def close(self) -> None:
         """Wait for the calls in flight (their requests are waiting for them)."""
         await self._batch.drain()  # the batcher is shared: its owner closes it

@@ -77,6 +77,9 @@ class Shard:
         # Noticed by a query or by the health loop, whichever comes first; logged once.
         self.outage = Outage(f"{self.name} ({self.dsn})", log)
         self.schema_version: int | None = None
+        # Plain totals for the dashboard (which turns them into rates and mean latency).
+        self.queries = 0
+        self.query_seconds = 0.0
         self._queries = metrics.queries.labels(self.name)
         self._duration = metrics.duration.labels(self.name)
 
@@ -133,6 +136,8 @@ class Shard:
         finally:
             seconds = time.perf_counter() - started
             self._duration.observe(seconds)
+            self.queries += 1
+            self.query_seconds += seconds
             # Only "cannot answer" is a failure; a bug in SQL means the shard answered.
             if breaker is not None:
                 breaker.record(not failed, seconds)
