@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 
 from app.core.config_schema import (
     Problems,
-    Secret,
     SecretUrl,
     build,
     check,
@@ -49,6 +48,7 @@ DEFAULT_PLUGINS = (
     "websocket",
     "queue",
     "demo",
+    "admin",
 )
 
 
@@ -139,13 +139,6 @@ class CorsSettings:
 
 
 @dataclass(frozen=True)
-class AdminSettings:
-    """`[admin]`: "" means a random token is generated and printed at startup."""
-
-    token: Secret = field(default_factory=lambda: Secret(""))
-
-
-@dataclass(frozen=True)
 class Config:
     """The whole resolved configuration. Plugins' sections are reached with `settings()`."""
 
@@ -154,7 +147,6 @@ class Config:
     amqp: AmqpSettings = field(default_factory=AmqpSettings)
     plugins: PluginsSettings = field(default_factory=PluginsSettings)
     cors: CorsSettings = field(default_factory=CorsSettings)
-    admin: AdminSettings = field(default_factory=AdminSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     # Plugin-owned sections by name; filled by load_config.
     plugin_settings: Mapping[str, Any] = field(default_factory=dict)
@@ -184,7 +176,6 @@ CORE_SECTIONS: dict[str, type[Any]] = {
     "amqp": AmqpSettings,
     "plugins": PluginsSettings,
     "cors": CorsSettings,
-    "admin": AdminSettings,
     "logging": LoggingSettings,
 }
 

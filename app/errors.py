@@ -12,6 +12,9 @@ Hierarchy::
     └── HTTPError                  a client-facing error: status, code, message, details
         ├── BadRequest             400 bad_request
         ├── BadJSON                400 bad_json
+        ├── Unauthorized           401 unauthorized (no session, wrong token)
+        ├── Forbidden              403 forbidden (a viewer asking for an action)
+        ├── CsrfRejected           403 csrf (a POST without its session's CSRF token)
         ├── NotFound               404 not_found
         ├── PreconditionFailed     412 precondition_failed
         ├── TooLarge               413 too_large
@@ -107,6 +110,18 @@ class BadRequest(HTTPError):
 
 class BadJSON(HTTPError):
     status, code = 400, "bad_json"
+
+
+class Unauthorized(HTTPError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(HTTPError):
+    status, code = 403, "forbidden"
+
+
+class CsrfRejected(HTTPError):
+    status, code = 403, "csrf"
 
 
 class NotFound(HTTPError):

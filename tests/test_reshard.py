@@ -145,8 +145,8 @@ async def test_migrate_command_reports_each_shard(make_config: ConfigFactory, ca
     assert await migrate_command(config) == 0
     first = capsys.readouterr().out.splitlines()
     assert first == [
-        "shard.0 (sqlite:///m0.db): 0001_items, 0002_jobs; at version 2",
-        "shard.1 (sqlite:///m1.db): 0001_items, 0002_jobs; at version 2",
+        "shard.0 (sqlite:///m0.db): 0001_items, 0002_jobs, 0003_audit; at version 3",
+        "shard.1 (sqlite:///m1.db): 0001_items, 0002_jobs, 0003_audit; at version 3",
     ]
     assert await migrate_command(config) == 0
-    assert "nothing pending; at version 2" in capsys.readouterr().out
+    assert "nothing pending; at version 3" in capsys.readouterr().out

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.admin.settings import AdminSettings
 from app.cluster.child import describe_exit
 from app.cluster.instance import Instance
 from app.cluster.nginx import Nginx
@@ -77,7 +78,7 @@ class Cluster:
 
     def _instance_env(self) -> dict[str, str]:
         env = {**os.environ, "KEEL_SERVER__HOST": "127.0.0.1"}
-        admin = self.config.admin
+        admin = self.config.settings(AdminSettings)
         if "admin" in self.config.plugins.enabled and not admin.token:
             # One token for every instance: a login must work whichever one answers.
             env["KEEL_ADMIN__TOKEN"] = secrets.token_urlsafe(24)

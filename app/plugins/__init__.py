@@ -78,6 +78,7 @@ BUILTIN: dict[str, str] = {
     "queue": "app.plugins.queue:QueuePlugin",
     "demo": "app.plugins.demo:DemoPlugin",
     "websocket": "app.plugins.websocket:WebSocketPlugin",
+    "admin": "app.plugins.admin:AdminPlugin",
 }
 
 S = TypeVar("S")
