@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "bare"
@@ -77,6 +78,11 @@ class Scenario:
     random_item: bool = False
     # Report Redis commands and round trips per request (from Keel's /metrics).
     count_redis: bool = False
+    # Measure with one admin dashboard open on /admin/ws (bench/admin_viewer.py): every
+    # burst with the viewer is paired with one on the same server without it.
+    admin_viewer: bool = False
+    # Measure the server's CPU while idle (no load) for IDLE_SECONDS before the bursts.
+    idle_cpu: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,11 @@ class Result:
     socket_errors: int
     redis_per_request: float | None = None
     round_trips_per_request: float | None = None
+    idle_cpu_ms_per_s: float | None = None
+    idle_cpu_viewer_ms_per_s: float | None = None
+    admin_cpu_ms_per_snapshot: float | None = None
+    viewer_pushes: int | None = None
+    viewer_ratio: float | None = None  # with a viewer / without, same server
 
 
 def keel_scenario(name: str, work_dir: Path, path: str, **kwargs: object) -> Scenario:
@@ -113,6 +124,7 @@ def keel_scenario(name: str, work_dir: Path, path: str, **kwargs: object) -> Sce
         # wrk is one client: a budget it never exhausts keeps the limiter on the
         # path (one script call per request) without refusing anything.
         "KEEL_RATELIMIT__DEFAULT": UNLIMITED,
+        "KEEL_ADMIN__TOKEN": ADMIN_TOKEN,
     }
     env.update(kwargs.pop("env", {}))  # type: ignore[call-overload]
     command = (sys.executable, "run.py", "serve", "--host", "127.0.0.1", "--port", "{port}")
@@ -124,6 +136,9 @@ def keel_scenario(name: str, work_dir: Path, path: str, **kwargs: object) -> Sce
 # counts per request are Keel's alone.
 REDIS_PORT = int(os.environ.get("KEEL_BENCH_REDIS_PORT", "0")) or None
 UNLIMITED = "1000000000/second"
+ADMIN_TOKEN = "bench-admin-token"
+# Seconds of idle CPU measured (with and without a dashboard viewer).
+IDLE_SECONDS = 10
 # The full production path — Redis-backed rate limit, Redis cache, metrics,
 # request ids, breakers — against bare aiohttp (the rate-limit issue's target).
 HEADLINE_TARGET = 0.35
@@ -167,6 +182,16 @@ def scenarios(work_dir: Path, pg_shards: Sequence[str], redis_url: str) -> list[
             env=with_redis,
             count_redis=True,
             target=HEADLINE_TARGET,
+        ),
+        keel_scenario(
+            "items-cached-redis-viewer",
+            work_dir,
+            "/api/items",
+            seed_items=1000,
+            random_item=True,
+            env=with_redis,
+            admin_viewer=True,
+            idle_cpu=True,
         ),
         keel_scenario(
             "items-cached-redis-local",
@@ -275,8 +300,8 @@ def stop(proc: subprocess.Popen[bytes], name: str) -> None:
 
 
 @contextlib.contextmanager
-def running_server(scenario: Scenario, log: Path) -> Iterator[int]:
-    """Start the scenario's server on core 0, yield its port once it answers, stop it."""
+def running_server(scenario: Scenario, log: Path) -> Iterator[tuple[int, int]]:
+    """Start the scenario's server on core 0, yield (port, pid) once it answers, stop it."""
     port = free_port()
     command = ["taskset", "-c", str(SERVER_CORE)]
     command += [part.replace("{port}", str(port)) for part in scenario.command]
@@ -294,7 +319,7 @@ def running_server(scenario: Scenario, log: Path) -> Iterator[int]:
         )
     try:
         wait_until_up(proc, port, scenario, log)
-        yield port
+        yield port, proc.pid  # taskset execs the server: the same process
         if proc.poll() is not None:
             raise BenchError(f"{scenario.name}: server died under load ({proc.returncode})", log)
     finally:
@@ -369,6 +394,64 @@ def seed(port: int, count: int) -> list[str]:
     return ids
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu_ms_per_s(pid: int, name: str) -> float:
+    """The server's CPU per second of wall time while nothing loads it."""
+    print(f"{name}: measuring idle CPU for {IDLE_SECONDS} s", flush=True)
+    time.sleep(2)  # let seeding's aftermath settle
+    before, started = cpu_seconds(pid), time.monotonic()
+    time.sleep(IDLE_SECONDS)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - started) * 1000
+
+
+class ViewerProcess:
+    """bench/admin_viewer.py, running; `result()` stops it and returns what it printed."""
+
+    def __init__(self, proc: subprocess.Popen[str], log: Path) -> None:
+        self.proc = proc
+        self.log = log
+
+    def result(self) -> dict[str, Any]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise BenchError("admin viewer did not stop", self.log) from None
+        if self.proc.returncode != 0 or not out.strip():
+            raise BenchError(f"admin viewer exited {self.proc.returncode}", self.log)
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        return result
+
+
+@contextlib.contextmanager
+def admin_viewer(port: int, log: Path) -> Iterator[ViewerProcess]:
+    """A dashboard viewer on wrk's core, connected before this yields."""
+    command = ["taskset", "-c", str(WRK_CORE), sys.executable]
+    command += [str(REPO_ROOT / "bench" / "admin_viewer.py"), "--port", str(port)]
+    command += ["--token", ADMIN_TOKEN]
+    with log.open("w") as err:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
+    viewer = ViewerProcess(proc, log)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while "connected" not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError("admin viewer did not connect", log)
+            time.sleep(0.05)
+        yield viewer
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 _REDIS_COUNTS = re.compile(r"^keel_redis_(commands|pipelines)_total ([\d.e+]+)$", re.MULTILINE)
 
 
@@ -405,6 +488,11 @@ class Paired:
     baselines: list[WrkResult]
     redis_per_request: float | None = None
     round_trips_per_request: float | None = None
+    idle_cpu_ms_per_s: float | None = None
+    idle_cpu_viewer_ms_per_s: float | None = None
+    admin_cpu_ms_per_snapshot: float | None = None
+    viewer_pushes: int | None = None
+    viewer_ratio: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -431,13 +519,20 @@ def measure(
 ) -> Paired:
     """The scenario in `duration` seconds of bursts, each paired with one of the baseline's."""
     print(f"{scenario.name}: starting", flush=True)
-    with running_server(scenario, log) as port:
+    with running_server(scenario, log) as (port, pid):
         if scenario.seed_items:
             print(f"{scenario.name}: seeding {scenario.seed_items} items", flush=True)
             ids = seed(port, scenario.seed_items)
             if scenario.random_item:
                 script = random_item_script(ids, log.with_suffix(".lua"))
                 scenario = replace(scenario, script=script)
+        idle: dict[str, float | None] = {}
+        if scenario.idle_cpu:
+            idle["idle_cpu_ms_per_s"] = idle_cpu_ms_per_s(pid, scenario.name)
+            if scenario.admin_viewer:
+                with admin_viewer(port, log.with_suffix(".viewer.log")) as viewer:
+                    idle["idle_cpu_viewer_ms_per_s"] = idle_cpu_ms_per_s(pid, scenario.name)
+                    viewer.result()
         print(f"{scenario.name}: warming up {WARMUP_SECONDS} s", flush=True)
         wrk(scenario, port, WARMUP_SECONDS, connections)
         count = bursts(duration)
@@ -446,14 +541,29 @@ def measure(
         )
         before = redis_counts(port) if scenario.count_redis else (0, 0)
         runs, baselines = [], []
+        without: list[WrkResult] = []
+        seen: dict[str, Any] = {}
         for number in range(count):
             # Who goes first alternates: a burst right after another runs on a warmer core.
             if number % 2 == 0:
                 baselines.append(wrk(baseline, baseline_port, BURST_SECONDS, connections))
-            runs.append(wrk(scenario, port, BURST_SECONDS, connections))
+            if scenario.admin_viewer:
+                seen = viewer_pair(scenario, port, log, connections, number, runs, without)
+            else:
+                runs.append(wrk(scenario, port, BURST_SECONDS, connections))
             if number % 2 == 1:
                 baselines.append(wrk(baseline, baseline_port, BURST_SECONDS, connections))
-        paired = Paired(runs, baselines)
+        paired = Paired(runs, baselines, **idle)
+        if scenario.admin_viewer:
+            paired = replace(
+                paired,
+                viewer_pushes=seen.get("pushes"),
+                admin_cpu_ms_per_snapshot=seen.get("admin", {}).get("cpu_ms_per_snapshot"),
+                viewer_ratio=statistics.median(
+                    r.requests_per_sec / w.requests_per_sec
+                    for r, w in zip(runs, without, strict=True)
+                ),
+            )
         requests = sum(r.requests for r in runs)
         if scenario.count_redis and requests:
             after = redis_counts(port)
@@ -465,6 +575,34 @@ def measure(
     if errors := sum(r.socket_errors for r in runs):
         print(f"{scenario.name}: warning: {errors} socket errors", flush=True)
     return paired
+
+
+VIEWER_SETTLE = 1.5  # seconds between a viewer's arrival or departure and a burst
+
+
+def viewer_pair(
+    scenario: Scenario,
+    port: int,
+    log: Path,
+    connections: int,
+    number: int,
+    runs: list[WrkResult],
+    without: list[WrkResult],
+) -> dict[str, Any]:
+    """One burst with a dashboard viewer connected and one without, in alternating order.
+
+    Returns what the viewer reported (its pushes, the plugin's CPU per snapshot)."""
+    seen: dict[str, Any] = {}
+    for with_viewer in (True, False) if number % 2 == 0 else (False, True):
+        if with_viewer:
+            with admin_viewer(port, log.with_suffix(".viewer.log")) as viewer:
+                time.sleep(VIEWER_SETTLE)  # its first state (the whole history) is sent
+                runs.append(wrk(scenario, port, BURST_SECONDS, connections))
+                seen = viewer.result()  # stops it, while the server still answers
+        else:
+            time.sleep(VIEWER_SETTLE)
+            without.append(wrk(scenario, port, BURST_SECONDS, connections))
+    return seen
 
 
 def median_or_none(values: Sequence[float | None]) -> float | None:
@@ -485,6 +623,11 @@ def summarize(scenario: Scenario, rounds: Sequence[Paired]) -> Result:
         socket_errors=sum(r.socket_errors for r in runs),
         redis_per_request=median_or_none([p.redis_per_request for p in rounds]),
         round_trips_per_request=median_or_none([p.round_trips_per_request for p in rounds]),
+        idle_cpu_ms_per_s=median_or_none([p.idle_cpu_ms_per_s for p in rounds]),
+        idle_cpu_viewer_ms_per_s=median_or_none([p.idle_cpu_viewer_ms_per_s for p in rounds]),
+        admin_cpu_ms_per_snapshot=median_or_none([p.admin_cpu_ms_per_snapshot for p in rounds]),
+        viewer_pushes=sum(p.viewer_pushes or 0 for p in rounds) if scenario.admin_viewer else None,
+        viewer_ratio=median_or_none([p.viewer_ratio for p in rounds]),
     )
 
 
@@ -513,7 +656,33 @@ def report(results: Sequence[Result]) -> str:
             f"  {cmds:>14}  {trips:>15}"
         )
     verdicts = [verdict(r, r.target) for r in results if r.target is not None]
-    return "\n".join([*lines, "", *verdicts] if verdicts else lines)
+    lines = [*lines, "", *verdicts] if verdicts else lines
+    return "\n".join([*lines, *admin_report(results)])
+
+
+def admin_report(results: Sequence[Result]) -> list[str]:
+    """The dashboard's cost: a viewer's effect on the request path, and CPU per snapshot."""
+    viewed = next((r for r in results if r.viewer_ratio is not None), None)
+    if viewed is None:
+        return []
+    lines = [
+        "",
+        f"admin: {viewed.scenario}: with one /admin/ws viewer vs without, same server,"
+        f" alternating bursts: {viewed.viewer_ratio:.3f} ({viewed.viewer_pushes or 0} pushes"
+        " received by the last viewer)",
+    ]
+    if viewed.idle_cpu_ms_per_s is not None and viewed.idle_cpu_viewer_ms_per_s is not None:
+        lines.append(
+            f"admin: an idle instance spends {viewed.idle_cpu_ms_per_s:.1f} ms CPU/s (one snapshot"
+            f" a second published to Redis), {viewed.idle_cpu_viewer_ms_per_s:.1f} ms/s with one"
+            " viewer (plus one push a second)"
+        )
+    if viewed.admin_cpu_ms_per_snapshot is not None:
+        lines.append(
+            f"admin: building one snapshot (every plugin's state, redacted) takes"
+            f" {viewed.admin_cpu_ms_per_snapshot:.2f} ms CPU, as the plugin measures it"
+        )
+    return lines
 
 
 def verdict(result: Result, target: float) -> str:
@@ -538,7 +707,7 @@ def run(
     others = [s for s in selected if s.name != BASELINE]
     measured: dict[str, list[Paired]] = {s.name: [] for s in others}
     # The baseline stays up the whole run, idle between its bursts.
-    with running_server(baseline, work_dir / f"{BASELINE}.log") as baseline_port:
+    with running_server(baseline, work_dir / f"{BASELINE}.log") as (baseline_port, _):
         wrk(baseline, baseline_port, WARMUP_SECONDS, connections)
         alone: list[WrkResult] = []
         for number in range(1, rounds + 1):
