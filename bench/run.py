@@ -526,12 +526,12 @@ def measure(
             if scenario.random_item:
                 script = random_item_script(ids, log.with_suffix(".lua"))
                 scenario = replace(scenario, script=script)
-        idle: dict[str, float | None] = {}
+        idle = idle_with_viewer = None
         if scenario.idle_cpu:
-            idle["idle_cpu_ms_per_s"] = idle_cpu_ms_per_s(pid, scenario.name)
+            idle = idle_cpu_ms_per_s(pid, scenario.name)
             if scenario.admin_viewer:
                 with admin_viewer(port, log.with_suffix(".viewer.log")) as viewer:
-                    idle["idle_cpu_viewer_ms_per_s"] = idle_cpu_ms_per_s(pid, scenario.name)
+                    idle_with_viewer = idle_cpu_ms_per_s(pid, scenario.name)
                     viewer.result()
         print(f"{scenario.name}: warming up {WARMUP_SECONDS} s", flush=True)
         wrk(scenario, port, WARMUP_SECONDS, connections)
@@ -540,7 +540,8 @@ def measure(
             f"{scenario.name}: measuring {count} x {BURST_SECONDS} s next to {BASELINE}", flush=True
         )
         before = redis_counts(port) if scenario.count_redis else (0, 0)
-        runs, baselines = [], []
+        runs: list[WrkResult] = []
+        baselines: list[WrkResult] = []
         without: list[WrkResult] = []
         seen: dict[str, Any] = {}
         for number in range(count):
@@ -553,7 +554,9 @@ def measure(
                 runs.append(wrk(scenario, port, BURST_SECONDS, connections))
             if number % 2 == 1:
                 baselines.append(wrk(baseline, baseline_port, BURST_SECONDS, connections))
-        paired = Paired(runs, baselines, **idle)
+        paired = Paired(
+            runs, baselines, idle_cpu_ms_per_s=idle, idle_cpu_viewer_ms_per_s=idle_with_viewer
+        )
         if scenario.admin_viewer:
             paired = replace(
                 paired,
@@ -626,7 +629,11 @@ def summarize(scenario: Scenario, rounds: Sequence[Paired]) -> Result:
         idle_cpu_ms_per_s=median_or_none([p.idle_cpu_ms_per_s for p in rounds]),
         idle_cpu_viewer_ms_per_s=median_or_none([p.idle_cpu_viewer_ms_per_s for p in rounds]),
         admin_cpu_ms_per_snapshot=median_or_none([p.admin_cpu_ms_per_snapshot for p in rounds]),
-        viewer_pushes=sum(p.viewer_pushes or 0 for p in rounds) if scenario.admin_viewer else None,
+        viewer_pushes=(
+            round(statistics.median(p.viewer_pushes or 0 for p in rounds))
+            if scenario.admin_viewer
+            else None
+        ),
         viewer_ratio=median_or_none([p.viewer_ratio for p in rounds]),
     )
 
@@ -668,8 +675,8 @@ def admin_report(results: Sequence[Result]) -> list[str]:
     lines = [
         "",
         f"admin: {viewed.scenario}: with one /admin/ws viewer vs without, same server,"
-        f" alternating bursts: {viewed.viewer_ratio:.3f} ({viewed.viewer_pushes or 0} pushes"
-        " received by the last viewer)",
+        f" alternating bursts: {viewed.viewer_ratio:.3f} (a viewer got {viewed.viewer_pushes or 0}"
+        " pushes while it was connected for a burst)",
     ]
     if viewed.idle_cpu_ms_per_s is not None and viewed.idle_cpu_viewer_ms_per_s is not None:
         lines.append(
