@@ -2,10 +2,13 @@
 
 Publishes `app[WEBSOCKET]` (a `WebSocketService`; see `app/websocket/service.py`
 for the plugin author's API). With `[redis] url` set, publications cross
-instances through Redis pub/sub (`RedisBus`); otherwise they stay in process
-(`MemoryBus`). When the items API is enabled, every item change is published
-on the `items` channel; when the queue plugin is, every job status change on
-`jobs` (`{"event": <status>, "job": {…}}`, from `app[JOB_EVENTS]`).
+instances through Redis pub/sub (`RedisBus`), channel history lives in Redis
+(`RedisHistory`) and presence is counted there (`RedisPresence`); otherwise
+all three stay in process. It also serves the browser client,
+`GET /static/keel-ws.js` (`static/keel-ws.js`). When the items API is
+enabled, every item change is published on the `items` channel; when the
+queue plugin is, every job status change on `jobs` (`{"event": <status>,
+"job": {…}}`, from `app[JOB_EVENTS]`).
 
 At the drain step every client is closed with 1001, so open sockets never
 hold shutdown up. In the worker role there is no `/ws` route,
@@ -28,13 +31,22 @@ from app.items import ITEMS, ItemEvent
 from app.metrics import registry_of
 from app.plugins import BasePlugin, Readiness, SettingsOf
 from app.queue import JOB_EVENTS, JobEvent
-from app.redis import REDIS
+from app.redis import REDIS, RedisService
 from app.websocket import WEBSOCKET, WebSocketService, WebSocketSettings
-from app.websocket.bus import Deliver
+from app.websocket.browser_client import (
+    BROWSER_CLIENT_OPENAPI,
+    BROWSER_CLIENT_PATH,
+    BrowserClient,
+)
+from app.websocket.bus import Bus, Deliver
 from app.websocket.connection import GOING_AWAY
 from app.websocket.endpoint import Endpoint
+from app.websocket.history import History
+from app.websocket.hub import Hub
 from app.websocket.metrics import WebSocketCollector
 from app.websocket.redis_bus import RedisBus
+from app.websocket.redis_history import RedisHistory
+from app.websocket.redis_presence import RedisPresence
 
 log = logging.getLogger("keel.websocket")
 
@@ -50,16 +62,13 @@ class WebSocketPlugin(BasePlugin):
     name = "websocket"
     optional = ("metrics", "redis", "sharding", "queue")
     settings = SettingsOf(WebSocketSettings)
+    serving = False
 
     def setup(self, app: web.Application) -> None:
         redis = app.get(REDIS)
+        lifecycle = app[LIFECYCLE]
         if redis is not None and redis.enabled:
-
-            def bus(deliver: Deliver) -> RedisBus:
-                assert redis is not None
-                return RedisBus(deliver, redis)
-
-            service = WebSocketService(self.settings, bus=bus)
+            service = self._over_redis(redis, lifecycle.instance.id)
         else:
             service = WebSocketService(self.settings)
         self.service = app[WEBSOCKET] = service
@@ -68,10 +77,26 @@ class WebSocketPlugin(BasePlugin):
             service.relay(app[ITEMS].events, "items", item_message)
         if JOB_EVENTS in app:
             service.relay(app[JOB_EVENTS], "jobs", JobEvent.message)
-        lifecycle = app[LIFECYCLE]
-        if lifecycle.role == "serve":
+        self.serving = lifecycle.role == "serve"
+        if self.serving:
             endpoint = Endpoint(service, lifecycle)
             app.router.add_get("/ws", endpoint.handle, name="websocket", allow_head=False)
+            app.router.add_get(BROWSER_CLIENT_PATH, BrowserClient().handle, name="keel-ws.js")
+
+    def _over_redis(self, redis: RedisService, instance_id: str) -> WebSocketService:
+        """The service with its bus, history and presence in Redis."""
+
+        def bus(deliver: Deliver) -> RedisBus:
+            return RedisBus(deliver, redis)
+
+        def history(deliver: Deliver, bus: Bus, size: int, ttl: float) -> History:
+            assert isinstance(bus, RedisBus)
+            return RedisHistory(deliver, redis, bus, size, ttl)
+
+        def presence(hub: Hub) -> RedisPresence:
+            return RedisPresence(hub, redis, instance_id)
+
+        return WebSocketService(self.settings, bus=bus, history=history, presence=presence)
 
     async def drain(self, app: web.Application) -> None:
         if open_sockets := len(self.service.hub.connections):
@@ -80,7 +105,7 @@ class WebSocketPlugin(BasePlugin):
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        async with self.service.bus.running():
+        async with self.service.running():
             yield
 
     async def readiness(self) -> Readiness:
@@ -97,6 +122,9 @@ class WebSocketPlugin(BasePlugin):
     def reload(self, config: Config) -> list[str]:
         super().reload(config)
         return self.service.configure(self.settings)
+
+    def openapi_paths(self) -> dict[str, Any]:
+        return BROWSER_CLIENT_OPENAPI if self.serving else {}
 
     def amend_openapi(self, document: dict[str, Any]) -> None:
         """`/ws` is no HTTP operation (OpenAPI has none for WebSockets): it is described

@@ -4,7 +4,9 @@ A channel name is 1-100 characters of `[a-z0-9._-]`. A publish pattern is a
 name in which `*` stands for one or more name characters: `chat.*` matches
 `chat.lobby` and `chat.eu.lobby`, but neither `chat.` nor `chatter`. Server
 channels (`items`, `jobs`) are written by the server only: no pattern opens
-them to clients, not even `*`.
+them to clients, not even `*`. Private channels (`[websocket] private_channels`
+and the patterns plugins hide) are not even visible to clients: no subscribe,
+no presence.
 """
 
 from __future__ import annotations
@@ -56,21 +58,21 @@ def _split(pattern: str) -> list[str]:
     return [part for part in re.split(r"(\*)", pattern) if part]
 
 
-class PublishPermissions:
-    """Where clients may publish: configured patterns plus those plugins allow."""
+class ChannelPatterns:
+    """A set of channel patterns: those configured plus those plugins added."""
 
     def __init__(self, patterns: Iterable[str] = ()) -> None:
         self._configured: tuple[str, ...] = ()
-        self._allowed: list[str] = []
+        self._added: list[str] = []
         self._regex: re.Pattern[str] | None = None
         self.configure(patterns)
 
     @property
     def patterns(self) -> tuple[str, ...]:
-        return (*self._configured, *(p for p in self._allowed if p not in self._configured))
+        return (*self._configured, *(p for p in self._added if p not in self._configured))
 
     def configure(self, patterns: Iterable[str]) -> None:
-        """Replace the configured patterns (those plugins allowed are kept)."""
+        """Replace the configured patterns (those plugins added are kept)."""
         patterns = tuple(patterns)
         for pattern in patterns:
             if problem := check_pattern(pattern):
@@ -78,16 +80,26 @@ class PublishPermissions:
         self._configured = patterns
         self._regex = _compile(self.patterns)
 
-    def allow(self, pattern: str) -> None:
-        """Let clients publish on channels matching `pattern`; ValueError if it is not one."""
+    def add(self, pattern: str) -> None:
+        """Add `pattern`; ValueError if it is not one."""
         if problem := check_pattern(pattern):
             raise ValueError(problem)
-        if pattern not in self._allowed:
-            self._allowed.append(pattern)
+        if pattern not in self._added:
+            self._added.append(pattern)
             self._regex = _compile(self.patterns)
+
+    def matches(self, channel: str) -> bool:
+        """Does a pattern match `channel` (a valid name)?"""
+        return self._regex is not None and self._regex.fullmatch(channel) is not None
+
+
+class PublishPermissions(ChannelPatterns):
+    """Where clients may publish: configured patterns plus those plugins allow."""
+
+    def allow(self, pattern: str) -> None:
+        """Let clients publish on channels matching `pattern`; ValueError if it is not one."""
+        self.add(pattern)
 
     def allows(self, channel: str) -> bool:
         """May a client publish on `channel` (a valid name)?"""
-        if channel in SERVER_CHANNELS or self._regex is None:
-            return False
-        return self._regex.fullmatch(channel) is not None
+        return channel not in SERVER_CHANNELS and self.matches(channel)

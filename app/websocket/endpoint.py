@@ -25,7 +25,14 @@ from app.errors import error_response
 from app.websocket import protocol
 from app.websocket.connection import CLOSE_TIMEOUT, Connection
 from app.websocket.frames import text_frame
-from app.websocket.protocol import Ping, ProtocolError, Publish, Subscribe, Unsubscribe
+from app.websocket.protocol import (
+    Ping,
+    Presence,
+    ProtocolError,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+)
 from app.websocket.service import WebSocketService
 
 BINARY_REFUSED = protocol.error("bad_frame", "binary frames are not supported: send JSON text")
@@ -114,15 +121,16 @@ class Endpoint:
         service = self.service
         try:
             match protocol.parse(text):
-                case Subscribe(channel, ref):
-                    await service.subscribe(connection, channel, ref)
-                    return protocol.ok(ref)
+                case Subscribe(channel, ref, since):
+                    return await service.subscribe(connection, channel, ref, since)
                 case Unsubscribe(channel, ref):
                     service.unsubscribe(connection, channel)
                     return protocol.ok(ref)
                 case Publish(channel, data, ref):
                     await service.client_publish(connection, channel, data, ref)
                     return protocol.ok(ref)
+                case Presence(channel, ref):
+                    return await service.count(channel, ref)
                 case Ping(ref):
                     return protocol.pong(ref)
         except ProtocolError as exc:

@@ -40,6 +40,15 @@ class WebSocketCollector:
             "Clients closed with 1013 because their send queue was full.",
             value=service.slow_closes,
         )
+        recoveries = CounterMetricFamily(
+            "keel_ws_recoveries",
+            "Subscribes with `since`: recovered = every missed message replayed,"
+            " reset = the client was told to reload (recovered: false).",
+            labels=("result",),
+        )
+        recoveries.add_metric(("recovered",), service.recoveries.recovered)
+        recoveries.add_metric(("reset",), service.recoveries.reset)
+        yield recoveries
         yield GaugeMetricFamily(
             "keel_ws_bus_up",
             "1 when publications reach every instance, 0 when only local subscribers get them.",

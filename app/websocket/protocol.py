@@ -2,9 +2,10 @@
 
 Client to server, one JSON object per text frame::
 
-    {"op": "subscribe",   "channel": C}
+    {"op": "subscribe",   "channel": C, ["since": {"offset": N, "epoch": E}]}
     {"op": "unsubscribe", "channel": C}
     {"op": "publish",     "channel": C, "data": <any JSON>}
+    {"op": "presence",    "channel": C}
     {"op": "ping"}
 
 Any of them may carry `"ref"`: a string of at most 128 characters or an
@@ -13,10 +14,17 @@ Unknown keys are ignored (room for later additions).
 
 Server to client::
 
-    {"op": "message", "channel": C, "data": …}              a publication on C
+    {"op": "message", "channel": C, "data": …, ["offset": N, "epoch": E]}
+                                                              a publication on C
     {"op": "ok", "ref": R}                                    R is null without a ref
+    {"op": "ok", "ref": R, ["recovered": b], "offset": N, "epoch": E}
+                                                              a subscribe, history on
+    {"op": "presence", "channel": C, "ref": R, "subscribers": n}
     {"op": "error", "code": …, "message": …, ["ref": R]}      the op was refused
     {"op": "pong", ["ref": R]}                                 the answer to ping
+
+`offset` and `epoch` are there when `[websocket] history_size` > 0 (see
+`history.py`); `recovered` answers a subscribe that carried `since`.
 
 Parsing is IO-free: `parse(text)` returns a command or raises `ProtocolError`
 carrying the error to send (the connection stays open).
@@ -31,16 +39,20 @@ from typing import Any
 import orjson
 
 from app.websocket.channels import is_channel
+from app.websocket.position import Position
 
 Ref = str | int | None
 
 MAX_REF_LENGTH = 128
+MAX_EPOCH_LENGTH = 64
+SINCE_SHAPE = '{"offset": <integer >= 0>, "epoch": <string>}'
 
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
     channel: str
     ref: Ref = None
+    since: Position | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +69,17 @@ class Publish:
 
 
 @dataclass(frozen=True, slots=True)
+class Presence:
+    channel: str
+    ref: Ref = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     ref: Ref = None
 
 
-Command = Subscribe | Unsubscribe | Publish | Ping
+Command = Subscribe | Unsubscribe | Publish | Presence | Ping
 
 
 class ProtocolError(Exception):
@@ -99,6 +117,22 @@ def _channel(frame: dict[str, Any], ref: Ref) -> str:
     return sys.intern(channel)
 
 
+def _since(frame: dict[str, Any], ref: Ref) -> Position | None:
+    since = frame.get("since")
+    if since is None:
+        return None
+    if not isinstance(since, dict):
+        raise ProtocolError("invalid", f'"since" must be {SINCE_SHAPE}', ref)
+    offset, epoch = since.get("offset"), since.get("epoch")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ProtocolError("invalid", '"since.offset" must be an integer >= 0', ref)
+    if not isinstance(epoch, str) or not 0 < len(epoch) <= MAX_EPOCH_LENGTH:
+        raise ProtocolError(
+            "invalid", f'"since.epoch" must be a string of 1-{MAX_EPOCH_LENGTH} characters', ref
+        )
+    return Position(offset, epoch)
+
+
 def parse(text: str | bytes) -> Command:
     """The command in one client text frame; `ProtocolError` says what is wrong with it."""
     try:
@@ -110,7 +144,7 @@ def parse(text: str | bytes) -> Command:
     ref = _ref(frame)
     op = frame.get("op")
     if op == "subscribe":
-        return Subscribe(_channel(frame, ref), ref)
+        return Subscribe(_channel(frame, ref), ref, _since(frame, ref))
     if op == "unsubscribe":
         return Unsubscribe(_channel(frame, ref), ref)
     if op == "publish":
@@ -118,12 +152,16 @@ def parse(text: str | bytes) -> Command:
         if "data" not in frame:
             raise ProtocolError("invalid", '"publish" needs "data"', ref)
         return Publish(channel, frame["data"], ref)
+    if op == "presence":
+        return Presence(_channel(frame, ref), ref)
     if op == "ping":
         return Ping(ref)
     if op is None:
         raise ProtocolError("invalid", 'a frame needs an "op"', ref)
     raise ProtocolError(
-        "unknown_op", '"op" must be one of subscribe, unsubscribe, publish, ping', ref
+        "unknown_op",
+        '"op" must be one of subscribe, unsubscribe, publish, presence, ping',
+        ref,
     )
 
 
@@ -140,6 +178,24 @@ def message(channel: str, data: Any) -> bytes:
 
 def ok(ref: Ref = None) -> bytes:
     return OK if ref is None else orjson.dumps({"op": "ok", "ref": ref})
+
+
+def subscribed(ref: Ref, latest: Position | None, recovered: bool | None) -> bytes:
+    """The `ok` to a subscribe with history on: where the channel stands (when known) and,
+    for a subscribe with `since`, whether everything after it was sent."""
+    body: dict[str, Any] = {"op": "ok", "ref": ref}
+    if recovered is not None:
+        body["recovered"] = recovered
+    if latest is not None:
+        body["offset"] = latest.offset
+        body["epoch"] = latest.epoch
+    return orjson.dumps(body)
+
+
+def presence(channel: str, ref: Ref, subscribers: int) -> bytes:
+    return orjson.dumps(
+        {"op": "presence", "channel": channel, "ref": ref, "subscribers": subscribers}
+    )
 
 
 def pong(ref: Ref = None) -> bytes:

@@ -10,6 +10,13 @@ pipeline and the `redis` guard, the payload prefixed with this bus's origin
 tag. Each listener drops its own instance's messages (they were delivered
 already) and hands the others to the hub as they are: nothing is decoded.
 
+With history on (`redis_history.py`), publications are PUBLISHed by the
+history's script instead, tagged `#<offset>` rather than with an origin: every
+instance delivers them, the publisher's own too, so each sees one channel in
+Redis's (offset) order. `until_heard(channel, offset)` lets the publisher wait
+until its own message has come back, so it still reaches local subscribers
+before the publish returns.
+
 Two tasks share the connection: the listener reads (messages, subscription
 replies, pongs), the syncer writes (SUBSCRIBE/UNSUBSCRIBE to match the
 channels wanted, and a PING every `PING_INTERVAL`).
@@ -51,6 +58,8 @@ RECONNECT_DELAY = 0.5
 READY_TIMEOUT = 1.0  # longest a subscriber waits for Redis to confirm a channel
 STARTUP_WAIT = 1.0  # startup waits this long for the first connection, then degrades
 ORIGIN_BYTES = 16
+# History messages carry `#` and their offset (15 digits) where others carry an origin.
+HISTORY_TAG = ord("#")
 
 
 class RedisBus(Bus):
@@ -66,6 +75,9 @@ class RedisBus(Bus):
         self._sent: set[str] = set()  # channels SUBSCRIBEd on the live connection
         self._unconfirmed: dict[str, int] = {}  # SUBSCRIBEs sent, replies not yet read
         self._waiters: dict[str, asyncio.Event] = {}
+        # Per watched channel, the latest offset heard, and publishers waiting for theirs.
+        self._heard: dict[str, int] = {}
+        self._echoes: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self._pubsub: PubSub | None = None  # the live connection
         self._broken: BaseException | None = None  # a write on it failed
         self._stop = asyncio.Event()
@@ -110,7 +122,37 @@ class RedisBus(Bus):
 
     def unwatch(self, channel: str) -> None:
         self._wanted.discard(channel)
+        self._heard.pop(channel, None)
         self._dirty.set()
+
+    async def until_heard(self, channel: str, offset: int) -> None:
+        """Return once the history message `offset` of `channel` came back from Redis (at
+        once when this instance does not receive the channel; at most `READY_TIMEOUT`)."""
+        if not self._confirmed(channel) or self._heard.get(channel, 0) >= offset:
+            return
+        echo = asyncio.get_running_loop().create_future()
+        self._echoes.setdefault(channel, []).append((offset, echo))
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await echo
+        except TimeoutError:
+            return
+        finally:
+            waiting = self._echoes.get(channel)
+            if waiting is not None and (offset, echo) in waiting:
+                waiting.remove((offset, echo))
+                if not waiting:
+                    del self._echoes[channel]
+
+    def _hear(self, channel: str, offset: int) -> None:
+        self._heard[channel] = offset
+        waiting = self._echoes.get(channel)
+        if waiting is None:
+            return
+        for expected, echo in waiting:
+            # Below: an epoch began since (offsets restarted); it will not come back.
+            if expected <= offset and not echo.done():
+                echo.set_result(None)
 
     async def ready(self, channel: str) -> None:
         if self._pubsub is None or channel not in self._wanted or self._confirmed(channel):
@@ -251,6 +293,8 @@ class RedisBus(Bus):
                 return  # ours: delivered here when it was published
             self.received += 1
             channel = message["channel"][len(self._prefix_bytes) :].decode()
+            if data[0] == HISTORY_TAG:
+                self._hear(channel, int(data[1:ORIGIN_BYTES]))
             self.deliver(channel, data[ORIGIN_BYTES:])
         elif kind == "subscribe":
             channel = message["channel"][len(self._prefix_bytes) :].decode()
@@ -276,6 +320,11 @@ class RedisBus(Bus):
         for waiter in self._waiters.values():
             waiter.set()  # nobody waits for a connection that is gone
         self._waiters.clear()
+        self._heard.clear()
+        for waiting in self._echoes.values():
+            for _, echo in waiting:
+                if not echo.done():
+                    echo.set_result(None)
 
     def _lost(self, exc: BaseException) -> None:
         self.outage.failed(exc, "messages reach this instance's subscribers only until it is back")

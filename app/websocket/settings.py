@@ -31,6 +31,13 @@ class WebSocketSettings:
     closes it with 1013.
     `publish_limit`: publish ops per connection ("N/second|minute|hour|day").
     `max_subscriptions`: channels one connection may subscribe to.
+    `private_channels`: patterns of channels clients may neither subscribe to
+    nor ask the presence of (server code still publishes on them); plugins add
+    theirs with `app[WEBSOCKET].hide`.
+    `history_size`: messages kept per channel for clients that reconnect with
+    `since` (0 = no history: messages carry no `offset` or `epoch`).
+    `history_ttl`: seconds a channel's history is kept after its last publish.
+    Both apply at startup (a reload does not resize the history).
     """
 
     max_message_size: int = field(default=65536, metadata=check(positive))
@@ -40,3 +47,6 @@ class WebSocketSettings:
     send_queue: int = field(default=256, metadata=check(positive))
     publish_limit: str = field(default="20/second", metadata=check(check_limit))
     max_subscriptions: int = field(default=100, metadata=check(positive))
+    private_channels: tuple[str, ...] = field(default=(), metadata=check(check_patterns))
+    history_size: int = field(default=100, metadata=check(not_negative))
+    history_ttl: float = field(default=300.0, metadata=check(positive))

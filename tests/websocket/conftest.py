@@ -80,10 +80,14 @@ def service_of(client: TestClient) -> WebSocketService:
 
 @pytest.fixture
 def start_app(start_app: StartApp) -> StartApp:
-    """`await start_app(plugins, **env)`: a test client of the real app (chat.* publishable)."""
+    """`await start_app(plugins, **env)`: a test client of the real app (chat.* publishable).
+
+    History is off unless a test turns it on (`WEBSOCKET__HISTORY_SIZE`): these tests
+    pin the frames as they are without it; those of recovery set it."""
 
     async def start(plugins: Sequence[str] = ("metrics", "websocket"), **env: str) -> TestClient:
-        return await start_app(plugins, **{"WEBSOCKET__PUBLISH_CHANNELS": '["chat.*"]', **env})
+        defaults = {"WEBSOCKET__PUBLISH_CHANNELS": '["chat.*"]', "WEBSOCKET__HISTORY_SIZE": "0"}
+        return await start_app(plugins, **{**defaults, **env})
 
     return start
 

@@ -27,6 +27,9 @@ enabled = ["metrics", "redis", "websocket"]
 [redis]
 url = "{redis_url}"
 key_prefix = "{redis_prefix}"
+
+[websocket]
+history_size = 0
 """
 
 
