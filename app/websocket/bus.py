@@ -17,6 +17,10 @@ Contract, held by `tests/websocket/test_bus_contract.py` for every bus:
 - `await ready(channel)` returns once a watched channel is received from
   every instance, or at once when that cannot be had now (the bus is
   degraded: local delivery goes on).
+- `await caught_up()` returns once every publication made anywhere before the
+  call has been delivered here (at once for a bus with nothing in flight, or
+  when that cannot be had now). A subscribe that reads history uses it: what
+  was published before the read is then already in hand.
 - `running()` is the bus's whole life (its connections and tasks).
 """
 
@@ -51,6 +55,10 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     async def ready(self, channel: str) -> None:
         """Return once `channel` is received from every instance (or cannot be now)."""
+
+    async def caught_up(self) -> None:
+        """Return once what was published anywhere before now has been delivered here."""
+        return None
 
     @property
     @abc.abstractmethod

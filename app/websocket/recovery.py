@@ -1,13 +1,16 @@
 """The end of a subscribe with history on: the replay, then what arrived while it was read.
 
 While the history was read, the subscription was held (`Hub.hold`): the
-channel's messages were kept aside for this connection. Sent now, in order:
+channel's messages were kept aside for this connection. The bus had the
+channel before the read (`Bus.ready`), and everything published before the
+read had reached this instance after it (`Bus.caught_up`: over Redis, the
+read's reply and the pub/sub messages come on two connections, in either
+order). So a message published around the read is in the replay, or held,
+or both — never neither, and never late. Sent now, in order:
 
 1. the replayed messages (those after the client's `since`), then
-2. the held messages not already among them: a message published while the
-   history was being read is in the replay, or held, or both — never neither,
-   since the bus confirmed the channel before the history was read — and the
-   offsets say which, so it is sent exactly once.
+2. the held messages not already among them (the offsets say which), so each
+   is sent exactly once.
 
 The position returned is the latest sent, for the `ok` that follows; from
 then on the connection receives the channel live (`Hub.release` made it a

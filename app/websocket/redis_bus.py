@@ -60,6 +60,7 @@ STARTUP_WAIT = 1.0  # startup waits this long for the first connection, then deg
 ORIGIN_BYTES = 16
 # History messages carry `#` and their offset (15 digits) where others carry an origin.
 HISTORY_TAG = ord("#")
+SYNC_PREFIX = b"keel-sync:"
 
 
 class RedisBus(Bus):
@@ -78,6 +79,9 @@ class RedisBus(Bus):
         # Per watched channel, the latest offset heard, and publishers waiting for theirs.
         self._heard: dict[str, int] = {}
         self._echoes: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        # caught_up(): PINGs sent on the pub/sub connection, and who waits for their PONG.
+        self._pings = 0
+        self._catching_up: dict[int, asyncio.Future[None]] = {}
         self._pubsub: PubSub | None = None  # the live connection
         self._broken: BaseException | None = None  # a write on it failed
         self._stop = asyncio.Event()
@@ -143,6 +147,34 @@ class RedisBus(Bus):
                 waiting.remove((offset, echo))
                 if not waiting:
                     del self._echoes[channel]
+
+    async def caught_up(self) -> None:
+        """A PING on the pub/sub connection: Redis answers it after every message it
+        published before it saw the PING, and the listener reads in order."""
+        pubsub = self._pubsub
+        if pubsub is None:
+            return
+        self._pings += 1
+        token = self._pings
+        pong = asyncio.get_running_loop().create_future()
+        self._catching_up[token] = pong
+        try:
+            await pubsub.ping(SYNC_PREFIX + str(token).encode())
+            async with asyncio.timeout(READY_TIMEOUT):
+                await pong
+        except (TimeoutError, *REDIS_ERRORS):
+            return  # the listener notices a broken connection; the caller goes on
+        finally:
+            self._catching_up.pop(token, None)
+
+    def _pong(self, data: bytes) -> None:
+        if not data.startswith(SYNC_PREFIX) or not self._catching_up:
+            return
+        answered = int(data[len(SYNC_PREFIX) :])
+        for token in [t for t in self._catching_up if t <= answered]:
+            pong = self._catching_up.pop(token)
+            if not pong.done():
+                pong.set_result(None)
 
     def _hear(self, channel: str, offset: int) -> None:
         self._heard[channel] = offset
@@ -305,6 +337,8 @@ class RedisBus(Bus):
             self._unconfirmed.pop(channel, None)
             if channel in self._sent and (waiter := self._waiters.pop(channel, None)):
                 waiter.set()
+        elif kind == "pong":
+            self._pong(message["data"])
 
     def _confirmed(self, channel: str) -> bool:
         return channel in self._sent and channel not in self._unconfirmed
@@ -321,10 +355,11 @@ class RedisBus(Bus):
             waiter.set()  # nobody waits for a connection that is gone
         self._waiters.clear()
         self._heard.clear()
-        for waiting in self._echoes.values():
-            for _, echo in waiting:
-                if not echo.done():
-                    echo.set_result(None)
+        waiting = [echo for echoes in self._echoes.values() for _, echo in echoes]
+        waiting += self._catching_up.values()
+        for future in waiting:
+            if not future.done():
+                future.set_result(None)
 
     def _lost(self, exc: BaseException) -> None:
         self.outage.failed(exc, "messages reach this instance's subscribers only until it is back")

@@ -176,6 +176,8 @@ class WebSocketService:
         try:
             await self.bus.ready(channel)
             replay = await history.read(channel, since)
+            # What was published before the read is held by now, to be sorted out below.
+            await self.bus.caught_up()
         except BaseException:
             self.unsubscribe(connection, channel)  # no half subscription left behind
             raise

@@ -100,3 +100,52 @@ def connect() -> Callable[..., Awaitable[Peer]]:
         return Peer(await client.ws_connect("/ws", **kwargs))
 
     return open_peer
+
+
+# --- recovery -------------------------------------------------------------------------
+
+WITH_REDIS = ("metrics", "redis", "breakers", "websocket")
+
+
+async def until_ok(peer: Peer, timeout: float = REPLY_TIMEOUT) -> tuple[list[dict], dict]:
+    """The messages that arrive before the next `ok`, and that `ok`."""
+    messages: list[dict] = []
+    while True:
+        frame = await peer.next(timeout)
+        if frame["op"] == "ok":
+            return messages, frame
+        assert frame["op"] == "message", frame
+        messages.append(frame)
+
+
+async def resubscribe(
+    peer: Peer, channel: str, since: dict | None = None, ref: Any = None
+) -> tuple[list[dict], dict]:
+    """Subscribe (with `since`); the replayed messages and the `ok`."""
+    frame: dict[str, Any] = {"op": "subscribe", "channel": channel, "ref": ref}
+    if since is not None:
+        frame["since"] = since
+    await peer.send(frame)
+    return await until_ok(peer)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def start_recovering(backend: str, start_app: StartApp, request: pytest.FixtureRequest) -> Any:
+    """`await start_recovering(extra_plugins=(), **env)`: an instance with history on (100
+    messages). With the redis backend every instance started shares one Redis (and key
+    prefix); with the memory backend each is on its own."""
+
+    async def start(extra_plugins: Sequence[str] = (), **env: str) -> TestClient:
+        settings = {"WEBSOCKET__HISTORY_SIZE": "100", **env}
+        if backend == "memory":
+            return await start_app(("metrics", *extra_plugins, "websocket"), **settings)
+        settings.setdefault("REDIS__URL", request.getfixturevalue("redis_url"))
+        settings.setdefault("REDIS__KEY_PREFIX", request.getfixturevalue("redis_prefix"))
+        return await start_app((*WITH_REDIS, *extra_plugins), **settings)
+
+    return start
