@@ -4,9 +4,12 @@
  * It keeps one WebSocket open, reconnecting with exponential back-off and
  * jitter, and resubscribes every channel with `since` (the last offset and
  * epoch it saw), so the server replays what was missed — on any instance.
- * When the server cannot (`recovered: false`: the history was lost or is too
- * short), or cannot know (no history), the channel's `reset` handler runs:
- * reload whatever the page shows from that channel.
+ * Each message reaches the page once and in order: one seen already is
+ * dropped, and a gap in the offsets (the server's own link to Redis was cut
+ * meanwhile) is filled by subscribing again with `since`. When the server
+ * cannot replay (`recovered: false`: the history was lost or is too short),
+ * or cannot know (no history), the channel's `reset` handler runs: reload
+ * whatever the page shows from that channel.
  *
  *   import { KeelSocket } from "/static/keel-ws.js";
  *
@@ -50,7 +53,8 @@ export class KeelSocket {
     this.pingInterval = options.pingInterval ?? 20000;
     this.onStatus = options.onStatus ?? (() => {});
     this.status = "connecting";
-    this.channels = new Map(); // channel -> {handlers, position: {offset, epoch} | null, started}
+    // channel -> {handlers, position: {offset, epoch} | null, started, syncing}
+    this.channels = new Map();
     this.pending = new Map(); // ref -> {resolve, reject, channel?}
     this.nextRef = 1;
     this.attempt = 0;
@@ -63,7 +67,7 @@ export class KeelSocket {
 
   /** Receive `channel`'s messages; returns a function that unsubscribes. */
   subscribe(channel, handlers) {
-    const entry = { handlers, position: null, started: false };
+    const entry = { handlers, position: null, started: false, syncing: false };
     this.channels.set(channel, entry);
     if (this.ws?.readyState === OPEN) this.sendSubscribe(channel, entry);
     return () => {
@@ -161,17 +165,20 @@ export class KeelSocket {
 
   sendSubscribe(channel, entry) {
     const frame = { op: "subscribe", channel };
-    const resuming = entry.started; // it was subscribed on an earlier connection
+    const resuming = entry.started; // it was subscribed before: something may be missing
     if (entry.position) frame.since = entry.position;
+    entry.syncing = true;
     this.request(frame).then(
       (ok) => {
         if (this.channels.get(channel) !== entry) return;
+        entry.syncing = false;
         if (ok.offset !== undefined) entry.position = { offset: ok.offset, epoch: ok.epoch };
         entry.started = true;
         // Not recovered, or not known to be: the page must reload what it shows.
         if (resuming && ok.recovered !== true) entry.handlers.reset?.();
       },
       (error) => {
+        entry.syncing = false;
         if (error.code === "disconnected") return; // resubscribed on the next connection
         if (this.channels.get(channel) === entry) this.channels.delete(channel);
         entry.handlers.error?.(error);
@@ -182,13 +189,10 @@ export class KeelSocket {
   receive(frame) {
     if (frame.op === "message") {
       const entry = this.channels.get(frame.channel);
-      if (!entry) return;
-      if (frame.offset !== undefined) {
-        const last = entry.position;
-        if (last && last.epoch === frame.epoch && frame.offset <= last.offset) return; // seen
-        entry.position = { offset: frame.offset, epoch: frame.epoch };
+      if (entry && this.inOrder(frame, entry)) {
+        const meta = { channel: frame.channel, offset: frame.offset, epoch: frame.epoch };
+        entry.handlers.message?.(frame.data, meta);
       }
-      entry.handlers.message?.(frame.data, { channel: frame.channel, offset: frame.offset, epoch: frame.epoch });
       return;
     }
     const waiter = this.pending.get(frame.ref);
@@ -196,5 +200,23 @@ export class KeelSocket {
     this.pending.delete(frame.ref);
     if (frame.op === "error") waiter.reject(new KeelError(frame.code, frame.message));
     else waiter.resolve(frame);
+  }
+
+  /** Is this message the next one of its channel? Drops repeats, asks again after gaps. */
+  inOrder(frame, entry) {
+    const last = entry.position;
+    if (frame.offset === undefined) return true; // no history: nothing to check
+    if (last && last.epoch === frame.epoch) {
+      if (frame.offset <= last.offset) return false; // seen already
+      if (frame.offset > last.offset + 1) {
+        // Missed some: the server replays them after `last` (this one included).
+        if (!entry.syncing && this.ws?.readyState === OPEN) this.sendSubscribe(frame.channel, entry);
+        return false;
+      }
+    } else if (last && !entry.syncing) {
+      entry.handlers.reset?.(); // a new epoch: the history was lost, and what it held
+    }
+    entry.position = { offset: frame.offset, epoch: frame.epoch };
+    return true;
   }
 }

@@ -15,7 +15,8 @@ history's script instead, tagged `#<offset>` rather than with an origin: every
 instance delivers them, the publisher's own too, so each sees one channel in
 Redis's (offset) order. `until_heard(channel, offset)` lets the publisher wait
 until its own message has come back, so it still reaches local subscribers
-before the publish returns.
+before the publish returns; when the channel is not `receiving()` (the pub/sub
+connection is down) the publisher delivers it here itself.
 
 Two tasks share the connection: the listener reads (messages, subscription
 replies, pongs), the syncer writes (SUBSCRIBE/UNSUBSCRIBE to match the
@@ -128,6 +129,10 @@ class RedisBus(Bus):
         self._wanted.discard(channel)
         self._heard.pop(channel, None)
         self._dirty.set()
+
+    def receiving(self, channel: str) -> bool:
+        """Does Redis send `channel` here now (pub/sub connected, subscription confirmed)?"""
+        return self._pubsub is not None and self._confirmed(channel)
 
     async def until_heard(self, channel: str, offset: int) -> None:
         """Return once the history message `offset` of `channel` came back from Redis (at

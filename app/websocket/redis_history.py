@@ -40,7 +40,7 @@ from app.redis import RedisService
 from app.redis.script import Script
 from app.websocket.bus import Deliver
 from app.websocket.history import ChannelHistory, History, Replay, judge
-from app.websocket.position import Position
+from app.websocket.position import Position, stamp
 from app.websocket.redis_bus import RedisBus
 
 log = logging.getLogger("keel.websocket")
@@ -118,11 +118,17 @@ class RedisHistory(History):
             self.unstamped += 1
             self.deliver(channel, body)  # here only: better late than never
             return
-        epoch, offset, kept = reply
-        self._remember(channel, ChannelHistory(epoch.decode(), int(offset), int(kept)))
-        # This instance's subscribers get it from Redis, in order with everyone's:
-        # wait for it, so it reaches them before this returns (as without history).
-        await self.bus.until_heard(channel, int(offset))
+        epoch, offset, kept = reply[0].decode(), int(reply[1]), int(reply[2])
+        self._remember(channel, ChannelHistory(epoch, offset, kept))
+        if self.bus.receiving(channel):
+            # This instance's subscribers get it from Redis, in order with everyone's:
+            # wait for it, so it reaches them before this returns (as without history).
+            await self.bus.until_heard(channel, offset)
+        else:
+            # Redis cannot send it here now: deliver it here, stamped (the same bytes
+            # as the script's). A message missed meanwhile from another instance shows
+            # as a gap in the offsets, which a client fills by subscribing with `since`.
+            self.deliver(channel, stamp(body, offset, epoch))
 
     async def read(self, channel: str, since: Position | None) -> Replay:
         meta = self.prefix + channel

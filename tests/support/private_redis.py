@@ -1,8 +1,10 @@
-"""A private `redis-server` on a free port that a test can pause and resume.
+"""A private `redis-server` on a free port that a test can pause, resume and restart.
 
 Faults are injected here, never on the machine's shared Redis: `pause()` sends
 SIGSTOP, so the server keeps its TCP connections open but answers nothing —
 a partition as clients see it, not a crash — and `resume()` sends SIGCONT.
+`restart()` stops it and starts a new, empty one on the same port (it keeps
+nothing: no RDB, no AOF), as a crashed Redis comes back.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ class PrivateRedis:
         self.port = port
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.paused = False
+        self._workdir = workdir
+        self._start()
+
+    def _start(self) -> None:
+        workdir = self._workdir
         self._process = subprocess.Popen(
             [
                 "redis-server",
@@ -52,6 +59,10 @@ class PrivateRedis:
     def resume(self) -> None:
         os.kill(self._process.pid, signal.SIGCONT)
         self.paused = False
+
+    def restart(self) -> None:
+        self.stop()
+        self._start()
 
     def stop(self) -> None:
         if self.paused:
