@@ -33,9 +33,7 @@ async def test_offsets_stay_consecutive_under_concurrent_publishers_on_two_insta
     async def publish_from(client, name: str) -> None:
         service = service_of(client)
         # Many publishers at once on each instance, as request handlers would.
-        await asyncio.gather(
-            *(service.publish(CHANNEL, f"{name}{n}") for n in range(per_instance))
-        )
+        await asyncio.gather(*(service.publish(CHANNEL, f"{name}{n}") for n in range(per_instance)))
 
     await asyncio.gather(publish_from(a, "a"), publish_from(b, "b"))
     total = 2 * per_instance
@@ -143,9 +141,12 @@ async def test_a_restarted_redis_starts_a_new_epoch(
 
     private_redis.restart()  # the history is gone with it
 
+    history = service.history
+    assert history is not None
+
     async def stamped_again() -> bool:
         await service.publish(CHANNEL, "after")
-        return service.history.channels()[CHANNEL].epoch != before["epoch"]
+        return history.channels()[CHANNEL].epoch != before["epoch"]
 
     await eventually(stamped_again, what="publishing to reach the new Redis", every=0.1)
     again = await connect(client)
