@@ -104,6 +104,8 @@ class Endpoint:
                 if message.type is WSMsgType.TEXT:
                     service.received += 1
                     reply = await self._answer(connection, message.data)
+                    if reply is None:  # sent already (a subscribe's replay and ok)
+                        continue
                 elif message.type is WSMsgType.BINARY:
                     service.received += 1
                     reply = BINARY_REFUSED
@@ -117,7 +119,7 @@ class Endpoint:
             await service.disconnect(connection)
         return ws
 
-    async def _answer(self, connection: Connection, text: str) -> bytes:
+    async def _answer(self, connection: Connection, text: str) -> bytes | None:
         service = self.service
         try:
             match protocol.parse(text):

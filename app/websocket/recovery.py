@@ -8,13 +8,14 @@ read's reply and the pub/sub messages come on two connections, in either
 order). So a message published around the read is in the replay, or held,
 or both — never neither, and never late. Sent now, in order:
 
-1. the replayed messages (those after the client's `since`), then
-2. the held messages not already among them (the offsets say which), so each
-   is sent exactly once.
+1. the replayed messages (those after the client's `since`),
+2. the `ok`, with the position read (the last replayed message's),
+3. the held messages after that position (the offsets say which), so each is
+   sent exactly once: they are live messages, and follow the `ok`'s offset
+   without a gap.
 
-The position returned is the latest sent, for the `ok` that follows; from
-then on the connection receives the channel live (`Hub.release` made it a
-subscriber again before this runs, and nothing awaits in between).
+From then on the connection receives the channel live (`Hub.release` made
+it a subscriber again before this runs, and nothing awaits in between).
 """
 
 from __future__ import annotations
@@ -22,20 +23,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from app.websocket import protocol
 from app.websocket.connection import Connection
 from app.websocket.frames import text_frame
 from app.websocket.history import Replay
 from app.websocket.position import Position, position_of
+from app.websocket.protocol import Ref
 
 
-def send_replay(
-    connection: Connection, replay: Replay, held: list[bytes]
-) -> tuple[Position | None, int]:
-    """Send the replay and the held messages after it; the latest position and frames sent."""
-    latest = replay.latest
+def send_replay(connection: Connection, replay: Replay, ref: Ref, held: list[bytes]) -> int:
+    """Send the replay, the `ok` (answering `ref`) and the held messages after it; how
+    many frames were sent."""
     sent = 0
     for payload in replay.messages:
         sent += connection.send(text_frame(payload))
+    ok = protocol.subscribed(ref, replay.latest, replay.recovered)
+    sent += connection.send(text_frame(ok))
+    latest = replay.latest
     for payload in held:
         position = position_of(payload)
         if position is not None:
@@ -43,7 +47,7 @@ def send_replay(
                 continue  # read with the history: sent above, or before `since`
             latest = position
         sent += connection.send(text_frame(payload))
-    return latest, sent
+    return sent
 
 
 def _not_after(position: Position, latest: Position | None) -> bool:

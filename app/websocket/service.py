@@ -23,8 +23,8 @@ A subscribe with history on is answered in three parts, with nothing
 published meanwhile lost or sent twice (`recovery.py`): the subscription is
 held (the bus receives the channel; its messages are kept aside), the
 history is read (the latest position and, with `since`, what the client
-missed), then the missed messages, the held ones that came after them, and
-the `ok` with the position are sent, and the subscription goes live.
+missed), then the missed messages, the `ok` with the position and the held
+messages after it are sent, and the subscription goes live.
 """
 
 from __future__ import annotations
@@ -155,9 +155,9 @@ class WebSocketService:
 
     async def subscribe(
         self, connection: Connection, channel: str, ref: Ref = None, since: Position | None = None
-    ) -> bytes:
-        """Subscribe; returns the `ok` to send once the channel is received from every
-        instance reachable (and, with history on, the replay is sent)."""
+    ) -> bytes | None:
+        """Subscribe, once the channel is received from every instance reachable; returns
+        the `ok` to send (None: with history on, it was sent, between replay and live)."""
         self._check_visible(channel, ref, "subscribe to")
         history = self.history
         if history is None:
@@ -184,11 +184,10 @@ class WebSocketService:
         held = self.hub.release(connection, channel)
         if held is None:  # it went meanwhile
             return protocol.ok(ref)
-        latest, sent = send_replay(connection, replay, held)
-        self.replied += sent
         if since is not None:
             self.recoveries.count(bool(replay.recovered))
-        return protocol.subscribed(ref, latest, replay.recovered)
+        self.replied += send_replay(connection, replay, ref, held)
+        return None
 
     async def _subscribe_live(self, connection: Connection, channel: str, ref: Ref) -> None:
         if channel not in connection.subscriptions:
