@@ -133,8 +133,11 @@ class WebSocketPlugin(BasePlugin):
             "summary": "WebSocket: subscribe to channels, publish, receive messages",
             "description": (
                 "A WebSocket handshake (GET with Upgrade: websocket). JSON text frames:"
-                " `subscribe`, `unsubscribe`, `publish`, `ping` from the client; `message`,"
-                " `ok`, `error`, `pong` from the server (see the README, WebSocket). A plain"
+                " `subscribe` (with `since: {offset, epoch}` to recover what was missed),"
+                " `unsubscribe`, `publish`, `presence`, `ping` from the client; `message`"
+                " (with `offset` and `epoch` when `[websocket] history_size` > 0), `ok`"
+                " (`recovered`, `offset`, `epoch` for a subscribe), `presence`, `error`,"
+                " `pong` from the server (see the README, WebSocket). A plain"
                 " GET is answered 400. Handshake refusals: 403 Origin not in `[websocket]"
                 " allowed_origins`, 503 shutting down (`Retry-After`). Close codes: 1001"
                 " shutdown, 1009 frame over `max_message_size`, 1013 the client could not"
