@@ -3,16 +3,27 @@
 1000 subscribers on one instance, one publisher sending 200 messages at 20/s.
 Reported for each server: delivered/expected, p50/p99 latency (publish to
 receipt), server CPU per delivered frame (the server process's CPU time over
-the publishing phase) and resident memory per idle connection.
+the publishing phase) and resident memory per idle connection. With history
+on, also the recovery time for 100 missed messages: a subscriber leaves, 100
+messages are published, and it comes back with `since` — from its new
+connection's handshake to the `ok` that follows the 100 replayed messages
+(median of 5).
 
 Scenarios, each in a fresh server process pinned to core 0 (`taskset -c 0`):
 
 - `bare`: aiohttp on uvloop, one /ws route; a publish is parsed, serialized
   once and sent with `for ws in subscribers: await ws.send_str(m)`.
 - `keel`: `run.py serve` with metrics, redis (no URL), breakers, ratelimit and
-  websocket: the production middlewares and the in-process bus.
-- `keel-redis`: the same with `[redis] url` on a private redis-server (started
-  on core 1): every publication also goes through Redis pub/sub.
+  websocket: the production middlewares and the in-process bus; history off
+  (`[websocket] history_size = 0`).
+- `keel-history`: the same with history on (100 messages per channel, in process).
+- `keel-redis`: `keel` with `[redis] url` on a private redis-server (started
+  on core 1): every publication also goes through Redis pub/sub; history off.
+- `keel-redis-history`: the same with history on, in Redis (every publication
+  is one script that numbers, keeps and PUBLISHes it).
+
+History's cost is each `-history` scenario against its twin without, from the
+same run: server CPU per delivered frame (target: at most 1.15x) and latency.
 
 The clients — 1001 raw WebSocket connections on one uvloop event loop — run in
 this process, pinned to core 1, so they never compete with the server.
@@ -46,6 +57,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import aiohttp
 import orjson
 import uvloop
 
@@ -57,6 +69,10 @@ START_TIMEOUT = 30.0
 SETTLE = 1.0  # idle seconds before memory is read, and after the last publish
 TARGET_P99_MS = 30.0
 TARGET_KB_PER_CONNECTION = 16.0
+TARGET_HISTORY_COST = 1.15  # CPU per delivered frame, history on / off
+MISSED = 100  # messages a recovering subscriber missed
+RECOVERIES = 5
+SCENARIOS = ["bare", "keel", "keel-history", "keel-redis", "keel-redis-history"]
 
 
 class BenchError(Exception):
@@ -320,7 +336,7 @@ def private_redis(workdir: Path) -> Iterator[str]:
         process.wait()
 
 
-def keel_config(workdir: Path, redis_url: str) -> Path:
+def keel_config(workdir: Path, redis_url: str, history_size: int) -> Path:
     path = workdir / f"keel-{os.getpid()}-{time.monotonic_ns()}.toml"
     path.write_text(
         f"""
@@ -340,6 +356,7 @@ level = "warning"
 [websocket]
 publish_channels = ["bench.*"]
 publish_limit = "1000/second"
+history_size = {history_size}
 """
     )
     return path
@@ -358,6 +375,41 @@ class Result:
     max_ms: float
     cpu_us_per_frame: float
     kb_per_connection: float
+    recovery_ms: float | None = None  # 100 missed messages, replayed (history on)
+
+
+async def recovery_ms(port: int, publisher: Client) -> float:
+    """Median time for a subscriber that missed MISSED messages to get them back."""
+    while not publisher.replies.empty():  # the oks of the fan-out phase
+        publisher.replies.get_nowait()
+    url = f"http://127.0.0.1:{port}/ws"
+    timings = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(RECOVERIES):
+            async with session.ws_connect(url) as ws:
+                await ws.send_str(orjson.dumps({"op": "subscribe", "channel": CHANNEL}).decode())
+                ok = orjson.loads((await ws.receive()).data)
+            for seq in range(MISSED):
+                publisher.send(
+                    orjson.dumps({"op": "publish", "channel": CHANNEL, "data": {"seq": seq}})
+                )
+            for _ in range(MISSED):
+                reply = await asyncio.wait_for(publisher.replies.get(), 10)
+                if reply.get("op") != "ok":
+                    raise BenchError(f"publish refused: {reply}")
+            since = {"offset": ok["offset"], "epoch": ok["epoch"]}
+            started = time.perf_counter()
+            async with session.ws_connect(url) as ws:
+                await ws.send_str(
+                    orjson.dumps({"op": "subscribe", "channel": CHANNEL, "since": since}).decode()
+                )
+                replayed = 0
+                while (frame := orjson.loads((await ws.receive()).data))["op"] == "message":
+                    replayed += 1
+                timings.append(time.perf_counter() - started)
+            if not frame.get("recovered") or replayed != MISSED:
+                raise BenchError(f"recovery replayed {replayed}/{MISSED}: {frame}")
+    return statistics.median(timings) * 1000
 
 
 async def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> Result:
@@ -405,9 +457,12 @@ async def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> R
         await asyncio.wait_for(tally.done.wait(), 10)
     cpu_after = cpu_ns(pid)
     delivered = sum(c.received for c in subscribers)
-    for client in (*subscribers, publisher):
+    for client in subscribers:
         assert client.transport is not None
         client.transport.close()
+    recovery = await recovery_ms(port, publisher) if name.endswith("-history") else None
+    assert publisher.transport is not None
+    publisher.transport.close()
     if not tally.latencies:
         raise BenchError(f"{name}: nothing was delivered")
     ordered = sorted(tally.latencies)
@@ -420,6 +475,7 @@ async def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> R
         max_ms=ordered[-1] / 1e6,
         cpu_us_per_frame=(cpu_after - cpu_before) / 1e3 / max(1, delivered),
         kb_per_connection=(rss_after - rss_before) / args.subscribers,
+        recovery_ms=recovery,
     )
 
 
@@ -430,8 +486,10 @@ def run_scenario(name: str, args: argparse.Namespace, workdir: Path) -> Result:
             command = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port)]
             env: dict[str, str] = {}
         else:
-            redis_url = stack.enter_context(private_redis(workdir)) if name == "keel-redis" else ""
-            config = keel_config(workdir, redis_url)
+            with_redis = name.startswith("keel-redis")
+            redis_url = stack.enter_context(private_redis(workdir)) if with_redis else ""
+            history_size = 100 if name.endswith("-history") else 0
+            config = keel_config(workdir, redis_url, history_size)
             command = [
                 sys.executable,
                 "run.py",
@@ -455,15 +513,18 @@ def report(results: dict[str, list[Result]]) -> str:
         return statistics.median(getattr(r, attr) for r in results[name])
 
     lines = [
-        f"{'scenario':<12}{'delivered/expected':>20}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'CPU µs/frame':>14}{'KB/idle conn':>14}"
+        f"{'scenario':<20}{'delivered/expected':>20}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'CPU µs/frame':>14}{'KB/idle conn':>14}{f'recover {MISSED} ms':>17}"
     ]
     for name, runs in results.items():
         last = runs[-1]
+        recoveries = [r.recovery_ms for r in runs if r.recovery_ms is not None]
+        recovery = f"{statistics.median(recoveries):.1f}" if recoveries else "-"
         lines.append(
-            f"{name:<12}{f'{last.delivered}/{last.expected}':>20}"
+            f"{name:<20}{f'{last.delivered}/{last.expected}':>20}"
             f"{median(name, 'p50_ms'):>9.2f}{median(name, 'p99_ms'):>9.2f}"
             f"{median(name, 'cpu_us_per_frame'):>14.2f}{median(name, 'kb_per_connection'):>14.1f}"
+            f"{recovery:>17}"
         )
     lines.append("")
     bare_cpu = median("bare", "cpu_us_per_frame") if "bare" in results else None
@@ -490,6 +551,18 @@ def report(results: dict[str, list[Result]]) -> str:
         if lost:
             checks.append("MISSED: messages lost")
         lines.append(f"{name}: " + "; ".join(checks))
+    for name in results:
+        twin = name.removesuffix("-history")
+        if twin == name or twin not in results:
+            continue
+        cost = median(name, "cpu_us_per_frame") / median(twin, "cpu_us_per_frame")
+        verdict = "ok" if cost <= TARGET_HISTORY_COST else "MISSED"
+        lines.append(
+            f"history cost, {name} / {twin}: CPU/frame {cost:.2f}x"
+            f" (<= {TARGET_HISTORY_COST:.2f}) {verdict}; p50"
+            f" {median(name, 'p50_ms'):.2f} vs {median(twin, 'p50_ms'):.2f} ms, p99"
+            f" {median(name, 'p99_ms'):.2f} vs {median(twin, 'p99_ms'):.2f} ms"
+        )
     return "\n".join(lines)
 
 
@@ -499,7 +572,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--only", action="append", help="keel or keel-redis (bare always runs)")
+    parser.add_argument(
+        "--only", action="append", help=f"one of {SCENARIOS[1:]} (bare always runs)"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -514,12 +589,12 @@ def main(argv: list[str] | None = None) -> int:
         print("needs Linux, taskset and at least two CPU cores", file=sys.stderr)
         return 1
     os.sched_setaffinity(0, {CLIENT_CORE})
-    scenarios = ["bare", "keel", "keel-redis"]
+    scenarios = list(SCENARIOS)
     if args.only:
         scenarios = ["bare", *[s for s in scenarios if s in args.only and s != "bare"]]
-    if "keel-redis" in scenarios and shutil.which("redis-server") is None:
-        print("redis-server not found: skipping keel-redis", file=sys.stderr)
-        scenarios.remove("keel-redis")
+    if shutil.which("redis-server") is None:
+        print("redis-server not found: skipping the keel-redis scenarios", file=sys.stderr)
+        scenarios = [s for s in scenarios if not s.startswith("keel-redis")]
     results: dict[str, list[Result]] = {name: [] for name in scenarios}
     with tempfile.TemporaryDirectory(prefix="keel-fanout-") as tmp:
         try:
