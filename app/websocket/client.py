@@ -22,9 +22,11 @@ stops the socket being read, the server closes it (1013) once its own queue
 is full, and the client comes back with `since` — memory stays bounded on
 both sides and nothing is lost while the history holds it.
 
-`publish()` and `presence()` wait (up to `reply_timeout`) for a connection,
-then for the server's reply; a refusal raises `KeelError` with the server's
-`code`. Keel's own tests and benchmarks use this client.
+`publish()` and `presence()` wait (up to `reply_timeout`, then TimeoutError)
+for a connection, then for the server's reply; a refusal raises `KeelError`
+with the server's `code` (`disconnected` when the connection closed before
+the reply came: the op may or may not have been done). Keel's own tests use
+this client.
 """
 
 from __future__ import annotations
@@ -139,7 +141,9 @@ class KeelSocket:
         if state is None:
             state = self._channels[channel] = _Channel()
             if self._ws is not None:
-                await self._send_subscribe(self._ws, channel, state)
+                # A connection that breaks meanwhile subscribes it on the next one.
+                with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                    await self._send_subscribe(self._ws, channel, state)
         await state.ready.wait()
         if state.refused is not None:
             raise state.refused

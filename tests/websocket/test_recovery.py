@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -321,3 +322,16 @@ async def test_peers_see_one_order(start_recovering, connect, backend) -> None:
     assert seen[0] == seen[1] == seen[2]
     for peer in peers:  # and nothing more
         assert await peer.op({"op": "ping"}) == {"op": "pong"}
+
+
+async def test_a_reload_applies_private_channels_and_keeps_the_history_size(
+    start_recovering,
+) -> None:
+    service = service_of(await start_recovering())
+    settings = dataclasses.replace(service.settings, history_size=5, private_channels=("ops.*",))
+    changes = service.configure(settings)
+    assert "websocket.history_size: 100 -> 5 (applies at restart)" in changes
+    assert "websocket.private_channels: () -> ('ops.*',)" in changes
+    assert service.private.matches("ops.x")
+    assert service.history is not None
+    assert service.history.size == 100
