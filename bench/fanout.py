@@ -380,8 +380,6 @@ class Result:
 
 async def recovery_ms(port: int, publisher: Client) -> float:
     """Median time for a subscriber that missed MISSED messages to get them back."""
-    while not publisher.replies.empty():  # the oks of the fan-out phase
-        publisher.replies.get_nowait()
     url = f"http://127.0.0.1:{port}/ws"
     timings = []
     async with aiohttp.ClientSession() as session:
@@ -460,6 +458,8 @@ async def measure(name: str, pid: int, port: int, args: argparse.Namespace) -> R
     for client in subscribers:
         assert client.transport is not None
         client.transport.close()
+    for _ in range(args.messages):  # every publish answered: none is still in flight
+        await asyncio.wait_for(publisher.replies.get(), 10)
     recovery = await recovery_ms(port, publisher) if name.endswith("-history") else None
     assert publisher.transport is not None
     publisher.transport.close()
