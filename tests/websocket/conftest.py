@@ -129,6 +129,32 @@ async def resubscribe(
     return await until_ok(peer)
 
 
+@pytest.fixture
+def shared_redis(redis_url: str, redis_prefix: str) -> dict[str, str]:
+    """The settings of instances that share the machine's Redis under this test's prefix."""
+    return {"REDIS__URL": redis_url, "REDIS__KEY_PREFIX": redis_prefix}
+
+
+def instance_toml(redis_url: str, redis_prefix: str, **websocket: Any) -> str:
+    """config.toml of a `run.py` instance on the shared Redis (tests/support/process.py)."""
+    lines = [f"{key} = {json.dumps(value)}" for key, value in websocket.items()]
+    return f"""
+[plugins]
+enabled = {json.dumps(list(WITH_REDIS))}
+
+[redis]
+url = "{redis_url}"
+key_prefix = "{redis_prefix}"
+heartbeat_interval = 0.2
+heartbeat_ttl = 1.0
+
+[websocket]
+publish_channels = ["chat.*"]
+publish_limit = "1000/second"
+{chr(10).join(lines)}
+"""
+
+
 @pytest.fixture(params=["memory", "redis"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

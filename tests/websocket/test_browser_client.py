@@ -24,7 +24,7 @@ from tests.support.browser import open_browser
 from tests.support.polling import eventually
 from tests.support.process import KeelProcess
 from tests.support.services import REPO, free_port
-from tests.websocket.conftest import Peer
+from tests.websocket.conftest import Peer, instance_toml
 
 CHANNEL = "chat.browser"
 
@@ -73,23 +73,6 @@ async def page_server() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def config(redis_url: str, redis_prefix: str, history_size: int) -> str:
-    return f"""
-[plugins]
-enabled = ["metrics", "redis", "breakers", "websocket"]
-
-[redis]
-url = "{redis_url}"
-key_prefix = "{redis_prefix}"
-
-[websocket]
-allowed_origins = ["*"]
-publish_channels = ["chat.*"]
-publish_limit = "1000/second"
-history_size = {history_size}
-"""
-
-
 async def instances(tmp_path: Path, toml: str) -> list[KeelProcess]:
     processes = []
     for name in ("a", "b"):
@@ -111,7 +94,8 @@ def messages(log: list[dict[str, Any]]) -> list[Any]:
 async def test_the_browser_module_recovers_on_another_instance(
     tmp_path: Path, redis_url: str, redis_prefix: str, history_size: int
 ) -> None:
-    a, b = await instances(tmp_path, config(redis_url, redis_prefix, history_size))
+    toml = instance_toml(redis_url, redis_prefix, allowed_origins=["*"], history_size=history_size)
+    a, b = await instances(tmp_path, toml)
     problems: list[str] = []
     try:
         async with (

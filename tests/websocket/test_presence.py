@@ -56,13 +56,9 @@ async def test_private_channels_are_neither_subscribed_nor_counted(
 
 
 async def test_presence_sums_every_instance_and_forgets_one_that_stops(
-    start_app, connect, redis_url, redis_prefix
+    start_app, connect, shared_redis
 ) -> None:
-    settings = {
-        "REDIS__URL": redis_url,
-        "REDIS__KEY_PREFIX": redis_prefix,
-        "REDIS__HEARTBEAT_INTERVAL": "0.2",
-    }
+    settings = {**shared_redis, "REDIS__HEARTBEAT_INTERVAL": "0.2"}
     a = await start_app(WITH_REDIS, **settings)
     b = await start_app(WITH_REDIS, **settings)
     on_a = [await connect(a) for _ in range(2)]

@@ -3,41 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import re
-from typing import Any
 
 import pytest
 
 from tests.support.polling import eventually
-from tests.support.services import REPO
+from tests.support.readme import run_example
 from tests.websocket.conftest import WITH_REDIS, service_of
 
 
-def readme_example() -> dict[str, Any]:
-    readme = (REPO / "README.md").read_text()
-    block = re.search(
-        r"<!-- ws-recovery-client-example -->\n```python\n(.*?)```\n"
-        r"<!-- /ws-recovery-client-example -->",
-        readme,
-        re.S,
-    )
-    assert block, "README.md lost its recovering client example"
-    namespace: dict[str, Any] = {"__name__": "readme_ws_recovery_client"}
-    exec(compile(block.group(1), "README.md", "exec"), namespace)
-    return namespace
-
-
 async def test_the_readme_client_recovers_on_the_other_instance(
-    start_app, redis_url: str, redis_prefix: str, capsys: pytest.CaptureFixture[str]
+    start_app, shared_redis: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = {
-        "REDIS__URL": redis_url,
-        "REDIS__KEY_PREFIX": redis_prefix,
-        "WEBSOCKET__HISTORY_SIZE": "100",
-    }
+    settings = {**shared_redis, "WEBSOCKET__HISTORY_SIZE": "100"}
     a, b = await start_app(WITH_REDIS, **settings), await start_app(WITH_REDIS, **settings)
     urls = [str(a.make_url("/ws")), str(b.make_url("/ws"))]
-    running = asyncio.create_task(readme_example()["main"](urls))
+    running = asyncio.create_task(run_example("ws-recovery-client-example")["main"](urls))
     printed: list[str] = []
 
     def has_printed(line: str) -> bool:

@@ -10,19 +10,15 @@ import aiohttp
 from tests.support.polling import eventually
 from tests.support.private_redis import PrivateRedis
 from tests.support.process import KeelProcess
-from tests.websocket.conftest import WITH_REDIS, Peer, resubscribe, service_of
+from tests.websocket.conftest import WITH_REDIS, Peer, instance_toml, resubscribe, service_of
 
 CHANNEL = "chat.room"
 
 
 async def test_offsets_stay_consecutive_under_concurrent_publishers_on_two_instances(
-    start_app, connect, redis_url, redis_prefix
+    start_app, connect, shared_redis
 ) -> None:
-    settings = {
-        "REDIS__URL": redis_url,
-        "REDIS__KEY_PREFIX": redis_prefix,
-        "WEBSOCKET__HISTORY_SIZE": "5000",
-    }
+    settings = {**shared_redis, "WEBSOCKET__HISTORY_SIZE": "5000"}
     a = await start_app(WITH_REDIS, **settings)
     b = await start_app(WITH_REDIS, **settings)
     watchers = [await connect(a), await connect(b)]
@@ -49,27 +45,10 @@ async def test_offsets_stay_consecutive_under_concurrent_publishers_on_two_insta
     assert (ok["recovered"], ok["offset"]) == (True, total)
 
 
-def instance_config(redis_url: str, redis_prefix: str) -> str:
-    return f"""
-[plugins]
-enabled = ["metrics", "redis", "breakers", "websocket"]
-
-[redis]
-url = "{redis_url}"
-key_prefix = "{redis_prefix}"
-heartbeat_interval = 0.2
-heartbeat_ttl = 1.0
-
-[websocket]
-publish_channels = ["chat.*"]
-publish_limit = "1000/second"
-"""
-
-
 async def test_a_client_of_a_sigkilled_instance_recovers_on_another(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
-    toml = instance_config(redis_url, redis_prefix)
+    toml = instance_toml(redis_url, redis_prefix)
     dirs = [tmp_path / "a", tmp_path / "b"]
     for d in dirs:
         d.mkdir()
