@@ -7,8 +7,17 @@
     hub.py         this instance's connections and the channels they subscribe to
     bus.py         the Bus interface and the in-process bus (the embedded default)
     redis_bus.py   the Redis pub/sub bus: one connection, only the channels wanted here
+    position.py    a message's offset and epoch, written into its bytes once (pure)
+    history.py     the History interface: offsets, epochs, what a `since` recovers
+    memory_history.py  the in-process history (the embedded default)
+    redis_history.py   the Redis history: one script numbers, keeps and publishes
+    recovery.py    a subscribe's replay, then the messages held while it was read
+    presence.py    subscriber counts: the interface and the one-instance count
+    redis_presence.py  counts reported to Redis by every instance, summed
     service.py     `app[WEBSOCKET]`: publish from server code, permissions, state
     endpoint.py    the `GET /ws` handler: handshake checks and the op dispatch
+    browser_client.py  `GET /static/keel-ws.js`: the browser client, served
+    client.py      the Python client that reconnects and recovers (KeelSocket)
     settings.py    `[websocket]`
     metrics.py     the `keel_ws_*` collectors
 
