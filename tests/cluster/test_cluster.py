@@ -96,9 +96,17 @@ async def test_a_chat_message_reaches_subscribers_on_every_instance(
             async with session.ws_connect(f"{cluster.url}/ws") as publisher:
                 await publisher.send_json({"op": "publish", "channel": channel, "data": 7})
                 assert (await publisher.receive_json(timeout=5))["op"] == "ok"
-            for ws in subscribers:
-                message = await ws.receive_json(timeout=5)
-                assert message == {"op": "message", "channel": channel, "data": 7}
+            received = [await ws.receive_json(timeout=5) for ws in subscribers]
+            # Numbered once, in Redis: the same offset and epoch on every instance.
+            epoch = received[0]["epoch"]
+            for message in received:
+                assert message == {
+                    "op": "message",
+                    "channel": channel,
+                    "data": 7,
+                    "offset": 1,
+                    "epoch": epoch,
+                }
         finally:
             for ws in subscribers:
                 await ws.close()
