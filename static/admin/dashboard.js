@@ -5,6 +5,7 @@
 
 import { TimeChart } from "./chart.js";
 import { chip, h, stat, table } from "./dom.js";
+import { EventsPane } from "./events.js";
 import * as fmt from "./format.js";
 import { Store, WINDOW_SECONDS } from "./store.js";
 
@@ -17,6 +18,7 @@ const MAX_ROUTES = COLORS.length;
 
 const store = new Store();
 const $ = (id) => document.getElementById(id);
+const events = new EventsPane($("events"), $("events-status"));
 
 // --- the server ------------------------------------------------------------
 
@@ -105,6 +107,7 @@ function render() {
   renderQueue();
   renderShards();
   renderWebsocket();
+  startEvents(state);
   watchDialog();
   refreshDeadIfChanged();
 }
@@ -641,6 +644,13 @@ function renderWebsocket() {
       ? h("p", { class: "muted small" }, "Busiest channels: ", busiest.map(([name, n]) => `${name} (${n})`).join(", "))
       : h("p", { class: "muted small" }, "No subscriptions."),
   );
+}
+
+function startEvents(state) {
+  // Only where /ws is served: this page's instance has the websocket plugin.
+  const here = state.instances.find((i) => i.id === THIS_INSTANCE);
+  if (here?.plugins?.websocket) events.start();
+  else $("events-status").textContent = "the websocket plugin is not enabled";
 }
 
 function when(iso) {

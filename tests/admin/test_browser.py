@@ -214,6 +214,16 @@ async def _the_rest(browser: Any, watched: Watched, a: TestClient, b: TestClient
     jobs = [await submit(a, "demo.fail", max_attempts=1) for _ in range(3)]
     for job in jobs:
         await wait_for(a, job["id"], "dead")
+
+    # Live events: the items and jobs channels through /ws, read by the browser client
+    # Keel ships (static/keel-ws.js); the jobs died on A, the page may be on either.
+    await until(watched, "document.querySelector('#events li[data-channel=items]') !== null")
+    await until(
+        watched,
+        """[...document.querySelectorAll('#events li[data-channel=jobs]')]
+             .some((li) => /dead.*demo[.]fail/.test(li.textContent))""",
+    )
+    assert await page.inner_text("#events-status") == "live"
     await until(watched, "document.querySelectorAll('#dead-jobs tbody input').length === 3")
     await page.click("button[data-dead=purge][data-scope=all]")
     dialog = page.locator("#confirm")
