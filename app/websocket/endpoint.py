@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, hdrs, web
 
-from app.core.lifecycle import Lifecycle
+from app.core.lifecycle import Lifecycle, Phase
 from app.errors import error_response
 from app.websocket import protocol
 from app.websocket.connection import CLOSE_TIMEOUT, Connection
@@ -67,7 +67,9 @@ class Endpoint:
                 "forbidden",
                 f"origin {origin} may not open a WebSocket here ([websocket] allowed_origins)",
             )
-        if service.closing:
+        # Draining (a load balancer is taking this instance out) or closing: a socket
+        # opened now would be closed with 1001 moments later; reconnect elsewhere now.
+        if service.closing or self.lifecycle.phase is Phase.DRAINING:
             return error_response(
                 503, "unavailable", "shutting down; reconnect", headers={"Retry-After": "1"}
             )

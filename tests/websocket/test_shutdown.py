@@ -10,6 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
+from app.core.lifecycle import LIFECYCLE
+from tests.support.apps import StartApp
 from tests.support.process import KeelProcess
 
 SHUTDOWN_TIMEOUT = 20.0
@@ -67,3 +69,24 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0_quickly(
     assert "shutdown report: drained 0 of 0 in-flight request(s)" in log
     assert "did not finish" not in log
     assert "Traceback" not in log
+
+
+async def test_a_draining_instance_refuses_new_sockets_so_clients_go_elsewhere(
+    start_app: StartApp,
+) -> None:
+    """During drain_delay the load balancer is still taking it out: a socket opened then
+    would be closed with 1001 moments later, so the handshake gets 503 and Retry-After."""
+    client = await start_app()
+    open_before = await client.ws_connect("/ws")
+    client.app[LIFECYCLE].start_draining()
+    try:
+        await client.ws_connect("/ws")
+    except aiohttp.WSServerHandshakeError as exc:
+        refused = exc
+    else:
+        raise AssertionError("a draining instance accepted a new socket")
+    assert refused.status == 503
+    assert refused.headers is not None
+    assert refused.headers["Retry-After"] == "1"
+    assert not open_before.closed  # the drain step closes it (1001), not the draining phase
+    await open_before.close()
