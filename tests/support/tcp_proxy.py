@@ -4,6 +4,8 @@
     await proxy.start()            # listens on 127.0.0.1:<proxy.port>
     await proxy.cut("blackhole")   # or "refuse"
     await proxy.restore()
+    await proxy.slow(2.0)          # every answer arrives 2 s late
+    await proxy.restore()
     await proxy.close()
 
 `cut()` aborts every open connection, then either closes the listener
@@ -15,6 +17,11 @@ connections instead of aborting them: they stay open and silently eat what is
 sent, both ways. `restore()` forwards again on the same port; connections
 accepted or frozen during the cut are closed then, since bytes were lost on
 them.
+
+`slow(seconds)` keeps every connection and forwards every byte, in order,
+but what the target sends reaches the client `seconds` after it arrived: each
+round trip (a query and its answer) takes `seconds` longer. Bytes already on
+their way keep the time they were given; `restore()` ends the delay.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import asyncio
 import contextlib
 from typing import Literal
 
-Mode = Literal["forward", "refuse", "blackhole"]
+Mode = Literal["forward", "refuse", "blackhole", "slow"]
 
 _CHUNK = 65536
 
@@ -49,6 +56,7 @@ class TcpProxy:
         self.host = host
         self.port = 0
         self.mode: Mode = "forward"
+        self.delay = 0.0  # seconds each byte is held before it is forwarded ("slow")
         self.accepted = 0  # connections accepted so far, whatever the mode
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
@@ -89,12 +97,22 @@ class TcpProxy:
                 link.frozen = True
         await asyncio.sleep(0)  # let the pumps see their connections go
 
+    async def slow(self, seconds: float) -> None:
+        """Hold what the target sends `seconds` before the client gets it; restore() ends it."""
+        if seconds <= 0:
+            raise ValueError(f"a delay must be positive, got {seconds}")
+        if self.mode in ("refuse", "blackhole"):
+            raise ValueError(f"restore() the {self.mode} cut first")
+        self.mode = "slow"
+        self.delay = seconds
+
     async def restore(self) -> None:
         """Forward again (on the same port); connections hurt by the cut are closed."""
         for link in list(self._links):
-            if link.frozen or link.upstream is None:
+            if link.frozen:  # accepted during a blackhole, or frozen by it
                 link.abort()
         self.mode = "forward"
+        self.delay = 0.0
         if self._server is None:
             await self._listen()
 
@@ -144,8 +162,8 @@ class TcpProxy:
         except OSError:
             return
         pumps = [
-            asyncio.create_task(self._pump(link, reader, link.upstream)),
-            asyncio.create_task(self._pump(link, up_reader, link.client)),
+            asyncio.create_task(self._pump(link, reader, link.upstream, answers=False)),
+            asyncio.create_task(self._pump(link, up_reader, link.client, answers=True)),
         ]
         try:
             # Either side closing ends the link: the other side is closed with it.
@@ -155,11 +173,46 @@ class TcpProxy:
                 pump.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
 
+    async def _pump(
+        self,
+        link: _Link,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        *,
+        answers: bool,
+    ) -> None:
+        """Read `source` and forward to `sink`; `answers` (target to client) are delayed.
+
+        Reading goes on while a chunk waits, so a delay adds latency without
+        limiting throughput; the end of `source` is passed on after the bytes
+        before it.
+        """
+        loop = asyncio.get_running_loop()
+        due: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        delivering = asyncio.create_task(self._deliver(link, due, sink))
+        try:
+            with contextlib.suppress(OSError):
+                while data := await source.read(_CHUNK):
+                    if link.frozen:
+                        continue  # blackholed: swallowed, never delivered
+                    due.put_nowait((loop.time() + (self.delay if answers else 0.0), data))
+            due.put_nowait(None)
+            await delivering
+        finally:
+            delivering.cancel()
+            await asyncio.gather(delivering, return_exceptions=True)
+
     @staticmethod
-    async def _pump(link: _Link, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _deliver(
+        link: _Link, due: asyncio.Queue[tuple[float, bytes] | None], sink: asyncio.StreamWriter
+    ) -> None:
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(OSError):
-            while data := await source.read(_CHUNK):
+            while (chunk := await due.get()) is not None:
+                at, data = chunk
+                if (wait := at - loop.time()) > 0:
+                    await asyncio.sleep(wait)
                 if link.frozen:
-                    continue  # blackholed: swallowed, never delivered
+                    continue  # blackholed while it waited
                 sink.write(data)
                 await sink.drain()
