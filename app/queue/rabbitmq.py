@@ -86,9 +86,22 @@ class _BrokerDelivery(Delivery):
         await self.ack()
 
     async def release(self) -> None:
-        # If the channel is already gone the broker has requeued it anyway.
-        with contextlib.suppress(*AMQP_ERRORS):
-            await self.channel.basic_nack(self._tag, requeue=True)
+        """Back to the queue as a fresh copy: published (confirmed), then this one acked.
+
+        Not a nack: a quorum queue counts every nack towards `x-delivery-limit`, so a
+        job returned at each shutdown, or while its shard was down, would be
+        dead-lettered as poison without ever having failed. Only when the copy cannot
+        be published is it nacked (that return counts). A channel already gone has
+        requeued it anyway; the copy is then a duplicate, which the record settles.
+        """
+        try:
+            await self._backend.publish(self.message)
+        except QueueUnavailable:
+            with contextlib.suppress(*AMQP_ERRORS):
+                await self.channel.basic_nack(self._tag, requeue=True)
+            return
+        with contextlib.suppress(QueueUnavailable):
+            await self.ack()
 
 
 class RabbitQueue(QueueBackend):

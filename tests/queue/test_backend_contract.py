@@ -136,7 +136,31 @@ async def test_released_deliveries_come_again(make_backend: MakeBackend) -> None
     await delivery.release()
     again = await receive(backend)
     assert again.message == message("x")
+    assert again.redeliveries == 0  # a return is no failed delivery
     await again.ack()
+
+
+async def test_a_delivery_released_again_and_again_is_never_taken_for_poison(
+    make_backend: MakeBackend,
+) -> None:
+    """Returned more times than the delivery limit (10 here): still delivered, never dead.
+
+    A consumer returns a job whose record's shard is down, once a second until
+    the shard is back, and every job it holds at a shutdown: none of these may
+    spend the job's deliveries (RabbitMQ's quorum queue dead-letters a message
+    nacked `x-delivery-limit` times).
+    """
+    backend = await make_backend()
+    await backend.start_consuming()
+    await backend.publish(message("patient"))
+    for _ in range(12):
+        delivery = await receive(backend)
+        assert (delivery.message.id, delivery.redeliveries) == ("patient", 0)
+        await delivery.release()
+    last = await receive(backend)
+    assert last.message == message("patient")
+    await last.ack()
+    assert (await backend.stats()).dead == 0
 
 
 async def test_an_unsettled_delivery_goes_to_another_consumer_when_its_own_dies(
