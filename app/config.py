@@ -121,7 +121,9 @@ class AmqpSettings:
     connect_timeout: float = field(default=5.0, metadata=check(positive))
     publish_timeout: float = field(default=5.0, metadata=check(positive))
     heartbeat: int = field(default=10, metadata=check(positive))
-    reconnect_max: float = field(default=10.0, metadata=check(positive))
+    # A refused connect costs the broker nothing; a long pause costs the time to
+    # recover after it is back (the fault report's broker cut).
+    reconnect_max: float = field(default=2.0, metadata=check(positive))
 
 
 @dataclass(frozen=True)

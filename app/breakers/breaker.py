@@ -60,6 +60,9 @@ class Breaker:
     def retry_after(self) -> float:
         return self.machine.retry_after()
 
+    def probe_succeeded(self) -> None:
+        self.machine.probe_succeeded()
+
     def stats(self) -> WindowStats:
         return self.machine.stats()
 

@@ -7,7 +7,8 @@ Semantics follow resilience4j's count-based breaker:
   full, if smaller), the breaker opens when the failure rate reaches
   `failure_rate` % or the rate of calls slower than `slow_call_seconds` reaches
   `slow_call_rate` %.
-- open: every call is refused for `open_seconds`; then half-open.
+- open: every call is refused for `open_seconds`; then half-open. Sooner when
+  the dependency's own probe answered (`probe_succeeded()`): half-open at once.
 - half_open: at most `half_open_calls` trial calls are let through, the rest
   are refused as if open. When every trial has reported, the rates over the
   trials decide: at or above a threshold -> open again, below -> closed with
@@ -191,6 +192,16 @@ class Machine:
         """An allowed call ended without an outcome: free its half-open trial slot."""
         if self.state == "half_open":
             self._trials_in_flight = max(0, self._trials_in_flight - 1)
+
+    def probe_succeeded(self) -> None:
+        """The dependency answered a probe made outside the breaker: open -> half-open now.
+
+        Waiting out `open_seconds` would keep refusing a dependency known to be
+        back; the trials still decide whether it is back for calls too. Operator
+        states are left alone.
+        """
+        if self.state == "open":
+            self._move("half_open", "its probe answered")
 
     # --- operator ----------------------------------------------------------
 

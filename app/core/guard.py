@@ -7,6 +7,12 @@ or `release()` when the call ended with no outcome to judge (cancelled).
 What counts as a failure is decided by the caller, per use — a Redis timeout
 is one, a 404 from an upstream never is.
 
+A dependency that has a probe of its own, made outside the guard (the Redis
+heartbeat, a shard's health check, the broker connection being made again),
+reports its success with `probe_succeeded()`: a guard refusing calls lets them
+through again at once instead of at the end of its open time, so a service is
+back within a probe's interval of its dependency, whatever `open_seconds` is.
+
 `MinimalGuard` is the open/closed guard that the `redis` plugin uses until the
 breakers plugin is enabled and replaces it with a full breaker under the same
 interface: after `failures_to_open` consecutive failures it refuses calls for
@@ -45,6 +51,11 @@ class Guard(Protocol):
 
     def retry_after(self) -> float:
         """Seconds until a refused caller may try again (0 when not refusing)."""
+        ...
+
+    def probe_succeeded(self) -> None:
+        """The dependency answered a probe made outside the guard: if the guard refuses
+        calls, it stops now (a breaker half-opens: its trial calls decide)."""
         ...
 
 
@@ -114,3 +125,7 @@ class MinimalGuard:
 
     def retry_after(self) -> float:
         return max(0.0, self._open_until - self._clock()) if self.state == "open" else 0.0
+
+    def probe_succeeded(self) -> None:
+        """Let calls through now; the first success closes it, a failure opens it again."""
+        self._open_until = min(self._open_until, self._clock())

@@ -100,6 +100,9 @@ class QueuePlugin(BasePlugin):
         )
         self.dead_letters = app[DEAD_LETTERS] = DeadLetters(self.queue)
         self.relay = OutboxRelay(store, self.queue.publish, self.settings.relay_interval)
+        # A connection made again is the broker's probe: its breaker lets publishes
+        # through now, then the relay sends what waited in the outbox.
+        self.backend.on_connected(lambda: self.guard.probe_succeeded())
         self.backend.on_connected(self.relay.wake)
         if lifecycle.role == "worker" or self.settings.consume:
             self.consumer = Consumer(

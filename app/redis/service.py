@@ -114,7 +114,15 @@ class RedisService:
 
     async def beat_guarded(self, instance: Instance) -> None:
         """One heartbeat through the guard, as any call would go: it is what notices an
-        outage, and a recovery, when no request is asking."""
+        outage, and a recovery, when no request is asking.
+
+        While the guard refuses, the heartbeat is its probe: a PING outside the
+        guard, and if Redis answers, `probe_succeeded()` lets calls through again
+        (the heartbeat is then the first of them) — Redis users are back within a
+        heartbeat of Redis, not at the end of the breaker's open time.
+        """
+        if self.guard.retry_after() > 0 and await self._answers():
+            self.guard.probe_succeeded()
         try:
             await call_guarded(self.guard, lambda: self.beat(instance), REDIS_ERRORS)
         except Refused:
@@ -133,6 +141,13 @@ class RedisService:
 
     async def ping(self) -> None:
         await self._connected().ping()
+
+    async def _answers(self) -> bool:
+        try:
+            await self.ping()
+        except REDIS_ERRORS:
+            return False
+        return True
 
     def _connected(self) -> aioredis.Redis:
         client = self.client

@@ -172,8 +172,11 @@ class Shard:
         await self._call(manager.__aexit__(None, None, None))
 
     async def ping(self) -> None:
-        # The health probe must reach a shard even while its breaker refuses.
+        # The health probe must reach a shard even while its breaker refuses; when it
+        # answers, the breaker lets trial calls through now, not after open_seconds.
         await self._call(self.backend.ping(), guarded=False)
+        if self.breaker is not None:
+            self.breaker.probe_succeeded()
 
 
 class _GuardedQueries(Queries):

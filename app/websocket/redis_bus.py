@@ -27,9 +27,10 @@ it, or nothing arrives on the pub/sub connection for `LISTEN_DEADLINE` — local
 delivery goes on untouched; messages published meanwhile reach their own
 instance only (pub/sub keeps nothing for later). The listener reconnects as
 soon as the `redis` guard lets a call through (with the breakers plugin: once
-the `redis` breaker half-opens; its trials close it) and resubscribes every
-channel wanted at that moment. `healthy` is false, and readiness `degraded`,
-until both directions work again.
+the `redis` breaker half-opens — at the latest a heartbeat after Redis answers
+again; its trials close it) and resubscribes every channel wanted at that
+moment. `healthy` is false, and readiness `degraded`, until both directions
+work again.
 """
 
 from __future__ import annotations
@@ -265,7 +266,9 @@ class RedisBus(Bus):
                 await self._session()
                 return  # stopped
             except Refused:
-                delay = max(self.redis.guard.retry_after(), RECONNECT_DELAY)
+                # Not the guard's retry_after: a probe may let calls through sooner,
+                # and asking the guard again costs nothing.
+                delay = RECONNECT_DELAY
             except REDIS_ERRORS as exc:
                 self._lost(exc)
                 delay = RECONNECT_DELAY

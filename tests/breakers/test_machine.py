@@ -171,6 +171,40 @@ def test_after_open_seconds_it_is_half_open(
     assert m.retry_after() == 0.0
 
 
+def test_a_probe_that_answers_half_opens_an_open_breaker_at_once(
+    m: Machine, clock: Clock, seen: list[Transition]
+) -> None:
+    """Open for 10 s, but the dependency's own probe answered after 1 s: trials now."""
+    opened(m, clock)
+    clock.now += 1
+    m.probe_succeeded()
+    assert m.state == "half_open"
+    assert seen[-1].reason == "its probe answered"
+    calls(m, True, True)
+    assert m.state == "closed"
+
+
+def test_a_probe_does_not_close_a_breaker_its_trials_would_reopen(m: Machine, clock: Clock) -> None:
+    opened(m, clock)
+    m.probe_succeeded()
+    calls(m, False, False)  # the probe answered, the calls still fail
+    assert m.state == "open"
+    assert m.retry_after() == 10.0
+
+
+def test_a_probe_changes_nothing_unless_open(m: Machine, clock: Clock) -> None:
+    m.probe_succeeded()
+    assert m.state == "closed"
+    m.force_open()
+    m.probe_succeeded()
+    assert m.state == "forced_open"  # an operator's state, left only by reset()
+    m.reset()
+    half_open(m, clock)
+    assert m.allow()
+    m.probe_succeeded()
+    assert (m.state, m.trials_in_flight) == ("half_open", 1)  # the trials go on
+
+
 # --- half-open --------------------------------------------------------------------------
 
 

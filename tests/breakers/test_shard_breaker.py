@@ -68,7 +68,7 @@ async def test_a_bug_in_sql_is_not_a_failure(shard: Shard, breaker: Breaker) -> 
     assert breaker.stats().failures == 0
 
 
-async def test_failures_open_the_breaker_which_refuses_after_the_shard_is_back(
+async def test_failures_open_the_breaker_and_the_health_probe_half_opens_it(
     shard: Shard, breaker: Breaker, backend: CountingSQLite, clock: Clock
 ) -> None:
     await backend.close()
@@ -77,20 +77,24 @@ async def test_failures_open_the_breaker_which_refuses_after_the_shard_is_back(
             await shard.fetch("SELECT 1 AS ok")
         clock.now += RETRY_AFTER  # past the shard's own down-mark: the next call is tried
     assert breaker.state == "open"
+    with pytest.raises(ShardUnavailable):
+        await shard.ping()  # a probe that fails changes nothing
+    clock.now += RETRY_AFTER
+    assert breaker.state == "open"
 
     await backend.open()
-    await shard.ping()  # the health probe reaches it: the shard itself is healthy again
-    assert shard.healthy
     reached = backend.calls
     with pytest.raises(ShardUnavailable) as refused:
         await shard.fetch("SELECT 1 AS ok")
     assert refused.value.shard == "shard.0"
     assert refused.value.reason == "circuit open"
-    # Opened by the second failure, one RETRY_AFTER ago.
-    assert refused.value.retry_after == pytest.approx(OPEN_SECONDS - RETRY_AFTER)
+    # Opened by the second failure, two RETRY_AFTERs ago.
+    assert refused.value.retry_after == pytest.approx(OPEN_SECONDS - 2 * RETRY_AFTER)
     assert backend.calls == reached, "the breaker let a call through while open"
 
-    clock.now += OPEN_SECONDS
+    await shard.ping()  # the health probe answers: trials now, not after OPEN_SECONDS
+    assert shard.healthy
+    assert breaker.state == "half_open"
     assert await shard.fetch("SELECT 1 AS ok") == [{"ok": 1}]  # the half-open trial
     assert breaker.state == "closed"
 

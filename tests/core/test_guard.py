@@ -49,6 +49,21 @@ def test_a_failed_trial_reopens() -> None:
     assert guard.retry_after() == 1.0
 
 
+def test_a_probe_that_answers_ends_the_open_time() -> None:
+    clock = Clock()
+    guard = MinimalGuard("redis", open_seconds=10.0, clock=clock)
+    guard.record(False)
+    clock.now += 1
+    guard.probe_succeeded()
+    assert guard.allow()
+    assert guard.retry_after() == 0.0
+    guard.record(False)  # a failed call opens it for its full time again
+    assert guard.retry_after() == 10.0
+    guard.probe_succeeded()
+    guard.record(True)
+    assert guard.state == "closed"
+
+
 def test_opens_only_after_the_configured_consecutive_failures() -> None:
     clock = Clock()
     guard = MinimalGuard("redis", failures_to_open=3, clock=clock)

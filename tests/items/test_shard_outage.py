@@ -264,3 +264,39 @@ async def test_the_health_loop_stops_when_cancelled_even_as_a_ping_completes(
     finally:
         backend.ping = real_ping  # type: ignore[method-assign]
     assert health in done, "the health loop lost its cancellation and runs on: shutdown would hang"
+
+
+async def test_a_shard_breaker_open_for_a_minute_lets_calls_through_once_the_shard_answers(
+    shards: Shards, start_app: StartApp
+) -> None:
+    """The health check is the breaker's probe: the shard is served again within a
+    check of its return, not when the breaker's open time is over."""
+    settings = {
+        **OUTAGE_SETTINGS,
+        "PLUGINS__ENABLED": '["metrics", "breakers", "sharding"]',
+        "SHARDING__RETRY_AFTER": "0.05",  # let failed calls reach the breaker
+        "BREAKERS__MINIMUM_CALLS": "2",
+        "BREAKERS__OPEN_SECONDS": "60",
+    }
+    client = await start_app(shards.dsns, **settings)
+    (key,) = keys_on(client, DOWN, 1)
+    assert (await client.put(f"/api/items/{key}", json=LAMP)).status == 201
+    breaker = client.app[SHARDS].shards[DOWN].breaker
+    assert breaker is not None
+
+    await shards.proxy.cut("refuse")
+
+    async def opened() -> bool:
+        await client.get(f"/api/items/{key}")
+        return breaker.state == "open"
+
+    await eventually(opened, "the shard's breaker to open")
+    assert breaker.retry_after() > 30
+
+    await shards.proxy.restore()
+
+    async def served() -> bool:
+        return (await client.get(f"/api/items/{key}")).status == 200
+
+    await eventually(served, "the shard to be served again", timeout=15)
+    assert breaker.state in ("half_open", "closed")

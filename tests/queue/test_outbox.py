@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -27,23 +27,34 @@ async def proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
 
 
 @pytest.fixture
-async def behind_proxy(
+def start_behind_proxy(
     aiohttp_client: object, make_config: ConfigFactory, proxy: TcpProxy, queue_name: str
-) -> TestClient:
-    """The app on RabbitMQ through the proxy, with the breakers plugin guarding `amqp`."""
-    env = queue_env(
-        "rabbitmq",
-        queue_name,
-        AMQP__URL=f"amqp://guest:guest@{proxy.address}/",
-        AMQP__CONNECT_TIMEOUT="0.5",
-        AMQP__PUBLISH_TIMEOUT="0.5",
-        AMQP__RECONNECT_MAX="0.3",
-        PLUGINS__ENABLED=json.dumps(["breakers", *PLUGINS]),
-        BREAKERS__MINIMUM_CALLS="2",
-        BREAKERS__OPEN_SECONDS="0.3",
-    )
-    client: TestClient = await aiohttp_client(create_app(make_config(**env)))  # type: ignore[operator]
-    return client
+) -> Callable[..., Awaitable[TestClient]]:
+    """`await start_behind_proxy(**env)`: the app on RabbitMQ through the proxy, with the
+    breakers plugin guarding `amqp`."""
+
+    async def start(**overrides: str) -> TestClient:
+        env = queue_env(
+            "rabbitmq",
+            queue_name,
+            AMQP__URL=f"amqp://guest:guest@{proxy.address}/",
+            AMQP__CONNECT_TIMEOUT="0.5",
+            AMQP__PUBLISH_TIMEOUT="0.5",
+            AMQP__RECONNECT_MAX="0.3",
+            PLUGINS__ENABLED=json.dumps(["breakers", *PLUGINS]),
+            BREAKERS__MINIMUM_CALLS="2",
+            BREAKERS__OPEN_SECONDS="0.3",
+            **overrides,
+        )
+        client: TestClient = await aiohttp_client(create_app(make_config(**env)))  # type: ignore[operator]
+        return client
+
+    return start
+
+
+@pytest.fixture
+async def behind_proxy(start_behind_proxy: Callable[..., Awaitable[TestClient]]) -> TestClient:
+    return await start_behind_proxy()
 
 
 @pytest.mark.parametrize("mode", ["refuse", "blackhole", "frozen"])
@@ -77,6 +88,23 @@ async def test_every_job_accepted_while_the_broker_is_cut_runs_once_it_is_back(
     await plugin.queue.refresh()
     assert plugin.state()["outbox_backlog"] == 0
     assert plugin.state()["relayed"] >= 1
+
+
+async def test_a_broker_back_is_used_at_once_though_its_breaker_was_open_for_a_minute(
+    start_behind_proxy: Callable[..., Awaitable[TestClient]], proxy: TcpProxy
+) -> None:
+    """The connection made again is the broker's probe: the outbox is sent within a
+    reconnect of the broker's return, not when the breaker's open time is over."""
+    client = await start_behind_proxy(BREAKERS__AMQP__OPEN_SECONDS="60")
+    breaker = plugin_of(client).guard
+    await proxy.cut("refuse")
+    accepted = [await submit(client, "test.count", args={"key": f"wait-{n}"}) for n in range(4)]
+    await eventually(lambda: breaker.state == "open", "the amqp breaker to open")
+    assert breaker.retry_after() > 30
+
+    await proxy.restore()
+    for job in accepted:
+        await wait_for(client, job["id"], "succeeded", timeout=15)
 
 
 async def _degraded(client: TestClient) -> bool:

@@ -6,20 +6,22 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from app.application import create_app
+from app.breakers import BREAKERS
 from app.redis import REDIS
 from tests.support.apps import ConfigFactory
 from tests.support.polling import eventually
+from tests.support.private_redis import PrivateRedis
 from tests.support.services import free_port
 
 
 def redis_config(make_config: ConfigFactory, url: str, prefix: str, **env: str):
-    return make_config(
-        PLUGINS__ENABLED='["metrics", "redis"]',  # what this file tests, nothing else
-        REDIS__URL=url,
-        REDIS__KEY_PREFIX=prefix,
-        REDIS__HEARTBEAT_INTERVAL="0.05",
-        **env,
-    )
+    settings = {
+        "PLUGINS__ENABLED": '["metrics", "redis"]',  # what this file tests, nothing else
+        "REDIS__URL": url,
+        "REDIS__KEY_PREFIX": prefix,
+        "REDIS__HEARTBEAT_INTERVAL": "0.05",
+    }
+    return make_config(**{**settings, **env})
 
 
 async def started(app: web.Application) -> web.AppRunner:
@@ -86,3 +88,26 @@ async def test_unreachable_redis_degrades_readiness_but_the_app_serves(
     service = client.app[REDIS]
     assert service.live_instances == 1
     assert service.last_error
+
+
+async def test_the_heartbeat_lets_redis_calls_through_once_redis_answers_again(
+    make_config: ConfigFactory, aiohttp_client, private_redis: PrivateRedis, redis_prefix: str
+) -> None:
+    """The heartbeat is the `redis` breaker's probe: it PINGs while the breaker refuses,
+    so Redis users are back within a heartbeat of Redis, not after the open time."""
+    config = redis_config(
+        make_config,
+        private_redis.url,
+        redis_prefix,
+        PLUGINS__ENABLED='["metrics", "redis", "breakers"]',
+        BREAKERS__REDIS__MINIMUM_CALLS="2",
+        BREAKERS__REDIS__OPEN_SECONDS="60",
+    )
+    client = await aiohttp_client(create_app(config))
+    breaker = client.app[BREAKERS].get("redis")
+    private_redis.pause()
+    await eventually(lambda: breaker.state == "open", "the redis breaker to open")
+    assert breaker.retry_after() > 30
+    private_redis.resume()
+    await eventually(lambda: breaker.state == "closed", "the redis breaker to close", timeout=15)
+    assert client.app[REDIS].outage.active is False

@@ -34,9 +34,11 @@ async def test_local_delivery_never_stops_and_cross_instance_delivery_recovers(
 ) -> None:
     settings = {
         "REDIS__URL": private_redis.url,
-        # A quick `redis` breaker, so the test need not wait out the defaults.
+        "REDIS__HEARTBEAT_INTERVAL": "0.2",
+        # A breaker open for a minute: the bus must be back within a heartbeat (the
+        # breaker's probe) of Redis answering again, not when the minute is over.
         "BREAKERS__REDIS__MINIMUM_CALLS": "2",
-        "BREAKERS__REDIS__OPEN_SECONDS": "0.5",
+        "BREAKERS__REDIS__OPEN_SECONDS": "60",
         "BREAKERS__REDIS__HALF_OPEN_CALLS": "1",
     }
     a = await start_app(PLUGINS, **settings)
