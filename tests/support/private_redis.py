@@ -4,7 +4,8 @@ Faults are injected here, never on the machine's shared Redis: `pause()` sends
 SIGSTOP, so the server keeps its TCP connections open but answers nothing —
 a partition as clients see it, not a crash — and `resume()` sends SIGCONT.
 `restart()` stops it and starts a new, empty one on the same port (it keeps
-nothing: no RDB, no AOF), as a crashed Redis comes back.
+nothing: no RDB, no AOF), as a crashed Redis comes back; `restart(kill=True)`
+stops it with SIGKILL, as a crash does.
 """
 
 from __future__ import annotations
@@ -60,9 +61,18 @@ class PrivateRedis:
         os.kill(self._process.pid, signal.SIGCONT)
         self.paused = False
 
-    def restart(self) -> None:
-        self.stop()
+    def restart(self, *, kill: bool = False) -> None:
+        if kill:
+            self.kill()
+        else:
+            self.stop()
         self._start()
+
+    def kill(self) -> None:
+        if self.paused:
+            self.resume()
+        self._process.kill()
+        self._process.wait()
 
     def stop(self) -> None:
         if self.paused:
