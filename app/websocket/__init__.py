@@ -11,6 +11,7 @@
     history.py     the History interface: offsets, epochs, what a `since` recovers
     memory_history.py  the in-process history (the embedded default)
     redis_history.py   the Redis history: one script numbers, keeps and publishes
+    held.py        publications held while Redis cannot number them, sent once it can
     recovery.py    a subscribe's replay, then the messages held while it was read
     presence.py    subscriber counts: the interface and the one-instance count
     redis_presence.py  counts reported to Redis by every instance, summed

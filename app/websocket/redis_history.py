@@ -23,13 +23,17 @@ keeps its epoch) and returns the epoch, the latest offset and, when the
 client's epoch matches, the stream after its offset (XRANGE).
 
 Degraded mode. When the script cannot run (Redis unreachable, the `redis`
-guard refusing), a publication still reaches this instance's subscribers,
-unstamped: it has no offset, is in no history, and reaches no other instance.
-A read answers `Replay.unknown` (the client is told `recovered: false`).
+guard refusing), a publication is held (`held.py`) and published, in order,
+as soon as the script runs again: late, but numbered, kept and delivered to
+every instance like any other. Only beyond the held queue's bound does a
+publication reach this instance's subscribers alone, unstamped (no offset, in
+no history). A read answers `Replay.unknown` (the client is told
+`recovered: false`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections import OrderedDict
@@ -39,6 +43,7 @@ from app.core.outage import Outage
 from app.redis import RedisService
 from app.redis.script import Script
 from app.websocket.bus import Deliver
+from app.websocket.held import HeldPublications
 from app.websocket.history import ChannelHistory, History, Replay, judge
 from app.websocket.position import Position, stamp
 from app.websocket.redis_bus import RedisBus
@@ -88,7 +93,7 @@ return {{epoch, offset, redis.call('XLEN', KEYS[2]), entries}}
 
 PUBLISH_SCRIPT = Script(PUBLISH_SOURCE)
 READ_SCRIPT = Script(READ_SOURCE)
-DEGRADED = "messages reach this instance's subscribers only, unstamped"
+DEGRADED = "publications are held until it answers"
 
 
 class RedisHistory(History):
@@ -108,16 +113,27 @@ class RedisHistory(History):
         self._seen: OrderedDict[str, ChannelHistory] = OrderedDict()
         self.outage = Outage("websocket history: redis", log)
         self.unstamped = 0  # publications delivered here only, without an offset
+        self.held = HeldPublications(self._send, self._here_only)
+
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.held.running()
 
     async def publish(self, channel: str, body: bytes) -> None:
+        await self.held.publish(channel, body)
+
+    def _here_only(self, channel: str, body: bytes) -> None:
+        """Beyond what can be held: this instance's subscribers, unstamped."""
+        self.unstamped += 1
+        self.deliver(channel, body)
+
+    async def _send(self, channel: str, body: bytes) -> bool:
+        """Number, keep and publish `body`; False when Redis cannot answer now."""
         meta = self.prefix + channel
         keys = (meta + ":meta", meta, self.bus.prefix + channel)
         args = (self.token, self._ttl_ms, self._size, body[:-1])
         reply = await PUBLISH_SCRIPT.attempt(self.redis, keys, args, self.outage, DEGRADED)
         if reply is None:
-            self.unstamped += 1
-            self.deliver(channel, body)  # here only: better late than never
-            return
+            return False
         epoch, offset, kept = reply[0].decode(), int(reply[1]), int(reply[2])
         self._remember(channel, ChannelHistory(epoch, offset, kept))
         if self.bus.receiving(channel):
@@ -129,6 +145,7 @@ class RedisHistory(History):
             # as the script's). A message missed meanwhile from another instance shows
             # as a gap in the offsets, which a client fills by subscribing with `since`.
             self.deliver(channel, stamp(body, offset, epoch))
+        return True
 
     async def read(self, channel: str, since: Position | None) -> Replay:
         meta = self.prefix + channel
@@ -164,6 +181,8 @@ class RedisHistory(History):
         return {
             **super().state(),
             "unstamped": self.unstamped,
+            "held": len(self.held),
+            "held_total": self.held.held_total,
             "last_error": self.outage.reason,
             "outage_since": self.outage.since,
         }
