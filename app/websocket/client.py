@@ -108,6 +108,7 @@ class KeelSocket:
         self.heartbeat = heartbeat
         self.reply_timeout = reply_timeout
         self.connects = 0  # connections made (the first included)
+        self.replays = 0  # subscribes sent with `since`: replays asked for
         self._attempts = 0
         self._session = session
         self._own_session = session is None
@@ -216,6 +217,7 @@ class KeelSocket:
         frame: dict[str, Any] = {"op": "subscribe", "channel": channel}
         if state.position is not None:
             frame["since"] = {"offset": state.position.offset, "epoch": state.position.epoch}
+            self.replays += 1
         resuming = state.started
         state.syncing = True
 

@@ -9,6 +9,12 @@ then gets each message once, with its offset, late rather than never. While
 anything is held, new publications queue behind it, so one instance's
 messages keep their order.
 
+Held messages go once `may_flush()` says so: the history waits until its own
+pub/sub connection has been back a moment, so that the other instances,
+which reconnect on the same cadence, are listening too when they go — a
+subscriber that still misses one recovers it from the history with `since`,
+as long as the history holds it.
+
 The queue is bounded (`limit`); a publication beyond it is given to
 `overflow` (the history delivers it to this instance's subscribers only,
 unnumbered, as before holding). What is still held when the instance stops
@@ -37,9 +43,17 @@ Overflow = Callable[[str, bytes], None]
 
 
 class HeldPublications:
-    def __init__(self, send: Send, overflow: Overflow, *, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(
+        self,
+        send: Send,
+        overflow: Overflow,
+        *,
+        may_flush: Callable[[], bool] = lambda: True,
+        limit: int = DEFAULT_LIMIT,
+    ) -> None:
         self._send = send
         self._overflow = overflow
+        self._may_flush = may_flush
         self.limit = limit
         self._queue: deque[tuple[str, bytes]] = deque()
         self._added = asyncio.Event()
@@ -84,6 +98,9 @@ class HeldPublications:
                 self._added.clear()
                 await self._added.wait()
                 await asyncio.sleep(RETRY_INTERVAL)  # it was just tried, and failed
+            if not self._may_flush():
+                await asyncio.sleep(RETRY_INTERVAL)
+                continue
             sent_before = self.sent_late
             if await self.flush():
                 log.info(

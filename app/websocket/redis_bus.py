@@ -25,11 +25,11 @@ channels wanted, and a PING every `PING_INTERVAL`).
 Degraded mode. When Redis stops answering — PUBLISH fails or the guard refuses
 it, or nothing arrives on the pub/sub connection for `LISTEN_DEADLINE` — local
 delivery goes on untouched; messages published meanwhile reach their own
-instance only (pub/sub keeps nothing for later). The listener reconnects as
-soon as the `redis` guard lets a call through (with the breakers plugin: once
-the `redis` breaker half-opens — at the latest a heartbeat after Redis answers
-again; its trials close it) and resubscribes every channel wanted at that
-moment. `healthy` is false, and readiness `degraded`, until both directions
+instance only (pub/sub keeps nothing for later). The listener tries a new
+connection every `RECONNECT_DELAY`; while the `redis` guard refuses, that
+attempt is the guard's probe (made outside it): when it connects, the guard
+lets calls through again (`probe_succeeded`). It resubscribes every channel
+wanted at that moment. `healthy` is false, and readiness `degraded`, until both directions
 work again.
 """
 
@@ -89,6 +89,7 @@ class RedisBus(Bus):
         self._stop = asyncio.Event()
         self._dirty = asyncio.Event()
         self._live = asyncio.Event()
+        self.live_since: float | None = None  # monotonic time the live connection was made
         self._last_heard = 0.0
         self._last_ping = 0.0
         # The two directions fail apart: pub/sub (receiving) and PUBLISH (sending).
@@ -265,15 +266,10 @@ class RedisBus(Bus):
             try:
                 await self._session()
                 return  # stopped
-            except Refused:
-                # Not the guard's retry_after: a probe may let calls through sooner,
-                # and asking the guard again costs nothing.
-                delay = RECONNECT_DELAY
             except REDIS_ERRORS as exc:
                 self._lost(exc)
-                delay = RECONNECT_DELAY
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout(RECONNECT_DELAY):
                     await self._stop.wait()
 
     async def _session(self) -> None:
@@ -282,7 +278,13 @@ class RedisBus(Bus):
             raise ConnectionError("the redis client is closed")
         pubsub = client.pubsub()
         try:
-            await call_guarded(self.redis.guard, lambda: self._open(pubsub), REDIS_ERRORS)
+            try:
+                await call_guarded(self.redis.guard, lambda: self._open(pubsub), REDIS_ERRORS)
+            except Refused:
+                # While the guard refuses, opening this connection is its probe: every
+                # instance hears Redis again within a reconnect, and so do its users.
+                await self._open(pubsub)
+                self.redis.guard.probe_succeeded()
             self._go_live(pubsub)
             await self._receive(pubsub)
         finally:
@@ -307,7 +309,7 @@ class RedisBus(Bus):
     def _go_live(self, pubsub: PubSub) -> None:
         self._pubsub = pubsub
         self._broken = None
-        self._last_heard = self._last_ping = time.monotonic()
+        self._last_heard = self._last_ping = self.live_since = time.monotonic()
         self.connects += 1
         self.outage.recovered(f"{len(self._sent)} channel(s) subscribed")
         self._live.set()
@@ -356,6 +358,7 @@ class RedisBus(Bus):
             return
         self._pubsub = None
         self._broken = None
+        self.live_since = None
         self._live.clear()
         self._sent = set()
         self._unconfirmed = {}

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -50,6 +51,9 @@ from app.websocket.redis_bus import RedisBus
 
 log = logging.getLogger("keel.websocket")
 
+# Held messages wait this long after the pub/sub connection is back: long enough
+# for every instance's (they retry every RECONNECT_DELAY) to be back too.
+FLUSH_SETTLE = 1.0
 # Channels whose history this instance remembers for state() (as last seen).
 REMEMBERED_CHANNELS = 1000
 
@@ -113,13 +117,18 @@ class RedisHistory(History):
         self._seen: OrderedDict[str, ChannelHistory] = OrderedDict()
         self.outage = Outage("websocket history: redis", log)
         self.unstamped = 0  # publications delivered here only, without an offset
-        self.held = HeldPublications(self._send, self._here_only)
+        self.held = HeldPublications(self._send, self._here_only, may_flush=self._settled)
 
     def running(self) -> contextlib.AbstractAsyncContextManager[None]:
         return self.held.running()
 
     async def publish(self, channel: str, body: bytes) -> None:
         await self.held.publish(channel, body)
+
+    def _settled(self) -> bool:
+        """Held messages may go: the pub/sub connection has been back `FLUSH_SETTLE` s."""
+        since = self.bus.live_since
+        return since is not None and time.monotonic() - since >= FLUSH_SETTLE
 
     def _here_only(self, channel: str, body: bytes) -> None:
         """Beyond what can be held: this instance's subscribers, unstamped."""

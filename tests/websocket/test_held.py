@@ -74,3 +74,17 @@ async def test_stopping_sends_what_it_can_and_drops_the_rest_with_a_warning(
         sender.up = True
         await asyncio.sleep(0)  # stopping before the task's next try: the last flush sends it
     assert sender.sent == [("c", b"kept")]
+
+
+async def test_held_messages_wait_until_may_flush_says_so() -> None:
+    sender = Sender()
+    sender.up = True
+    ready = False
+    queue = HeldPublications(sender, lambda c, b: None, may_flush=lambda: ready)
+    queue.hold("c", b"waits")
+    async with queue.running():
+        await asyncio.sleep(0.05)  # several retry intervals
+        assert sender.sent == []
+        ready = True
+        await eventually(lambda: len(queue) == 0, "the held message to be sent")
+    assert sender.sent == [("c", b"waits")]
