@@ -133,7 +133,9 @@ def thresholds(ledger: Ledger, window: Window) -> Thresholds:
         and (end := ledger.job_ends.get(job)) is not None
         and end.status == "succeeded"
     ]
-    arrivals = {(m.subscriber, m.key): m.at for m in ledger.received}
+    arrivals: dict[tuple[str, str], float] = {}
+    for arrival in ledger.received:
+        arrivals.setdefault((arrival.subscriber, arrival.key), arrival.at)
     messages = [
         arrivals[(s, m.key)] - m.acked
         for m in ledger.published

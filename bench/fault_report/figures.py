@@ -131,7 +131,9 @@ def row_for(
             moments.append((math.inf, "jobs"))
         elif end.at - at > thresholds.job:
             moments.append((end.at, "jobs"))
-    arrivals = {(m.subscriber, m.key): m.at for m in ledger.received}
+    arrivals: dict[tuple[str, str], float] = {}
+    for arrival in ledger.received:
+        arrivals.setdefault((arrival.subscriber, arrival.key), arrival.at)
     for message in published:
         for subscription in ledger.subscriptions.values():
             if subscription.since > message.acked:

@@ -136,9 +136,9 @@ class Published:
 
     key: str  # "<publisher>:<sequence>", the message's data
     acked: float
-    # Each subscriber's connection count when the ack came: a message received
-    # on a later connection came by recovery, not live.
-    connections: Mapping[str, int] = field(default_factory=dict)
+    # Each subscriber's count of replays asked for (subscribes with `since`) when
+    # the ack came: a message received after a later replay came by recovery.
+    replays: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +146,7 @@ class Received:
     subscriber: str
     key: str
     at: float
-    connection: int  # the subscriber's connection count when it arrived
+    replays: int  # the subscriber's count of replays asked for when it arrived
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +162,8 @@ class Subscription:
 class MessageCount:
     published: int
     expected: int  # published x subscribers subscribed at the time
-    delivered: int  # received on the connection that was up when it was acked
-    recovered: int  # received on a later connection: replayed from the history
+    delivered: int  # received live
+    recovered: int  # received after a replay asked for since it was acked
     reset: int  # missed, and the subscriber was told (recovered:false)
     lost: int  # missed without a word
     latest: float | None  # when the last expected message arrived (None: none did)
@@ -192,7 +192,7 @@ def count_messages(
             got_it = got.get((subscriber.name, message.key))
             if got_it is not None:
                 latest = got_it.at if latest is None else max(latest, got_it.at)
-                if got_it.connection > message.connections.get(subscriber.name, 0):
+                if got_it.replays > message.replays.get(subscriber.name, 0):
                     recovered += 1
                 else:
                     delivered += 1

@@ -1,11 +1,15 @@
-"""WebSocket load: publishers on a chat channel and subscribers that come back when cut off.
+"""WebSocket load: publishers on a chat channel, subscribers that recover what they miss.
 
-Everything goes through nginx (`/ws`), as a browser's socket would. A
-publisher sends `{"op": "publish", ...}` with a `ref` and counts the message
-published once the server answered `ok`; at that moment each subscriber's
-connection count is noted, so a message that reaches a subscriber on a later
-connection is known to have come by recovery. A subscriber that loses its
-connection connects again (with back-off) and subscribes again.
+Both use Keel's own recovering client (`app.websocket.client.KeelSocket`)
+through nginx (`/ws`), as an application would: it reconnects with back-off,
+subscribes again with `since`, yields each message once and in order, and a
+`Reset` when the channel cannot be recovered (`recovered: false`).
+
+A publisher counts a message published once the server answered `ok`; at
+that moment each subscriber's count of replays asked for (`replays`:
+subscribes sent with `since`, after a reconnect or to fill a gap) is noted,
+so a message that reaches a subscriber after a replay it had not asked for
+yet is known to have come by recovery rather than live.
 """
 
 from __future__ import annotations
@@ -13,16 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import random
 import time
-from typing import Any
 
 import aiohttp
 
+from app.websocket.client import KeelError, KeelSocket, Reset
 from bench.fault_report.ledger import Ledger, Published, Received
-
-REPLY_TIMEOUT = 5.0
-HEARTBEAT = 5.0
 
 
 class Subscriber:
@@ -31,48 +31,29 @@ class Subscriber:
         self.url = url
         self.channel = channel
         self.ledger = ledger
-        self.connections = 0
+        self.socket: KeelSocket | None = None
         self.subscribed = asyncio.Event()
 
-    async def run(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
-        failures = 0
-        while not stop.is_set():
-            try:
-                async with session.ws_connect(self.url, heartbeat=HEARTBEAT) as ws:
-                    self.connections += 1
-                    failures = 0
-                    await self._serve(ws, stop)
-            except (aiohttp.ClientError, OSError, TimeoutError):
-                pass
-            if stop.is_set():
-                return
-            ceiling = min(2.0, 0.25 * 2**failures)
-            failures += 1
-            await asyncio.sleep(ceiling / 2 + random.random() * ceiling / 2)
+    @property
+    def replays(self) -> int:
+        return self.socket.replays if self.socket is not None else 0
 
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse, stop: asyncio.Event) -> None:
-        connection = self.connections
-        await ws.send_json({"op": "subscribe", "channel": self.channel, "ref": "sub"})
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            while True:
-                receiving = asyncio.create_task(ws.receive())
-                await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not receiving.done():
-                    receiving.cancel()
-                    return
-                message = receiving.result()
-                if message.type is not aiohttp.WSMsgType.TEXT:
-                    return
-                frame = message.json()
-                if frame.get("op") == "ok" and frame.get("ref") == "sub":
-                    self.ledger.subscribed(self.name, time.time())
-                    self.subscribed.set()
-                elif frame.get("op") == "message" and isinstance(frame.get("data"), dict):
-                    key = str(frame["data"].get("k"))
-                    self.ledger.received.append(Received(self.name, key, time.time(), connection))
-        finally:
-            stopping.cancel()
+    async def run(self, session: aiohttp.ClientSession) -> None:
+        async with KeelSocket(self.url, session=session) as socket:
+            self.socket = socket
+            await socket.subscribe(self.channel)
+            self.ledger.subscribed(self.name, time.time())
+            self.subscribed.set()
+            async for event in socket:  # until close()
+                if isinstance(event, Reset):
+                    self.ledger.reset(self.name, time.time())
+                    continue
+                key = str(event.data["k"]) if isinstance(event.data, dict) else ""
+                self.ledger.received.append(Received(self.name, key, time.time(), socket.replays))
+
+    async def close(self) -> None:
+        if self.socket is not None:
+            await self.socket.close()
 
 
 class Publisher:
@@ -84,58 +65,26 @@ class Publisher:
         self.channel = channel
         self.ledger = ledger
         self.subscribers = subscribers
-        self.refused = 0  # publishes answered with an error, or not answered in time
+        self.refused = 0  # publishes answered with an error, or not at all in time
         self._sequence = itertools.count(1)
 
     async def run(
         self, session: aiohttp.ClientSession, interval: float, stop: asyncio.Event
     ) -> None:
-        while not stop.is_set():
-            try:
-                async with session.ws_connect(self.url, heartbeat=HEARTBEAT) as ws:
-                    await self._publish_each(ws, interval, stop)
-            except (aiohttp.ClientError, OSError):
-                pass
-            if not stop.is_set():
-                await asyncio.sleep(0.25 + random.random() * 0.25)
-
-    async def _publish_each(
-        self, ws: aiohttp.ClientWebSocketResponse, interval: float, stop: asyncio.Event
-    ) -> None:
-        tick = time.monotonic()
-        while not stop.is_set():
-            sequence = next(self._sequence)
-            key = f"{self.name}:{sequence}"
-            frame = {"op": "publish", "channel": self.channel, "data": {"k": key}, "ref": sequence}
-            await ws.send_json(frame)
-            reply = await self._reply(ws, sequence)
-            if reply is None:
-                self.refused += 1
-                if ws.closed:
-                    return
-            elif reply.get("op") == "ok":
-                connections = {s.name: s.connections for s in self.subscribers}
-                self.ledger.published.append(Published(key, time.time(), connections))
-            else:
-                self.refused += 1
-            tick = max(tick + interval, time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), tick - time.monotonic())
-
-    @staticmethod
-    async def _reply(ws: aiohttp.ClientWebSocketResponse, ref: int) -> dict[str, Any] | None:
-        """The server's answer to publish `ref`; None if none came in time."""
-        try:
-            async with asyncio.timeout(REPLY_TIMEOUT):
-                while True:
-                    message = await ws.receive()
-                    if message.type is not aiohttp.WSMsgType.TEXT:
-                        return None
-                    frame: dict[str, Any] = message.json()
-                    if frame.get("ref") == ref:
-                        return frame
-        except TimeoutError:
-            return None
+        async with KeelSocket(self.url, session=session) as socket:
+            tick = time.monotonic()
+            while not stop.is_set():
+                key = f"{self.name}:{next(self._sequence)}"
+                try:
+                    await socket.publish(self.channel, {"k": key})
+                except (KeelError, TimeoutError):
+                    self.refused += 1
+                else:
+                    replays = {s.name: s.replays for s in self.subscribers}
+                    self.ledger.published.append(Published(key, time.time(), replays))
+                tick = max(tick + interval, time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), tick - time.monotonic())
 
 
 class SocketLoad:
@@ -170,7 +119,7 @@ class SocketLoad:
         """Subscribers first, each confirmed, then the publishers."""
         self._session = aiohttp.ClientSession()
         for subscriber in self.subscribers:
-            self._tasks.append(asyncio.create_task(subscriber.run(self._session, self._stop)))
+            self._tasks.append(asyncio.create_task(subscriber.run(self._session)))
         async with asyncio.timeout(30):
             await asyncio.gather(*(s.subscribed.wait() for s in self.subscribers))
         if self.interval > 0:
@@ -181,6 +130,8 @@ class SocketLoad:
 
     async def stop(self) -> None:
         self._stop.set()
+        for subscriber in self.subscribers:
+            await subscriber.close()
         await asyncio.gather(*self._tasks)
         if self._session is not None:
             await self._session.close()
