@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run cluster test lint check bench clean
+.PHONY: install run cluster test lint check bench faults clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/cluster.py
+
+# The fault report (bench/faults.py, README "Reliability"): each dependency broken in
+# turn under load; about 5 minutes. Needs PostgreSQL and RabbitMQ running (as for
+# `make test`); starts its own redis-server, nginx and Keel processes. Not run by CI.
+faults: $(STAMP)
+	test -x /usr/sbin/nginx || command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq nginx)
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	$(BIN)/python bench/faults.py $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -140,7 +140,7 @@ def row_for(
                 continue
             arrived = arrivals.get((subscription.name, message.key))
             if arrived is None:
-                told = [t for t in subscription.resets if t >= message.acked]
+                told = [t for t in subscription.resets if t >= message.sent]
                 moments.append((min(told) if told else math.inf, "websocket"))
             elif arrived - message.acked > thresholds.message:
                 moments.append((arrived, "websocket"))

@@ -136,6 +136,9 @@ class Published:
 
     key: str  # "<publisher>:<sequence>", the message's data
     acked: float
+    # When the publisher sent it: a Reset a subscriber gets after that covers it
+    # (the server may have numbered it before the ack reached the publisher).
+    sent: float = 0.0
     # Each subscriber's count of replays asked for (subscribes with `since`) when
     # the ack came: a message received after a later replay came by recovery.
     replays: Mapping[str, int] = field(default_factory=dict)
@@ -196,7 +199,7 @@ def count_messages(
                     recovered += 1
                 else:
                     delivered += 1
-            elif any(at >= message.acked for at in subscriber.resets):
+            elif any(at >= message.sent for at in subscriber.resets):
                 reset += 1
             else:
                 missing.append((subscriber.name, message.key))

@@ -75,13 +75,14 @@ class Publisher:
             tick = time.monotonic()
             while not stop.is_set():
                 key = f"{self.name}:{next(self._sequence)}"
+                sent = time.time()
                 try:
                     await socket.publish(self.channel, {"k": key})
                 except (KeelError, TimeoutError):
                     self.refused += 1
                 else:
                     replays = {s.name: s.replays for s in self.subscribers}
-                    self.ledger.published.append(Published(key, time.time(), replays))
+                    self.ledger.published.append(Published(key, time.time(), sent, replays))
                 tick = max(tick + interval, time.monotonic())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), tick - time.monotonic())
