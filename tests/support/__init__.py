@@ -5,8 +5,8 @@ services.py       where the machine's Redis, PostgreSQL and RabbitMQ are; fail o
 apps.py           the fixtures' types (ConfigFactory, StartApp); a plugin by name
 polling.py        eventually(): wait for a condition, never sleep a fixed time
 process.py        KeelProcess: `run.py` as a real subprocess, for signals and logs
-private_redis.py  a redis-server of the test's own, to pause (SIGSTOP) and resume
-tcp_proxy.py      a TCP proxy the test can cut (refuse, blackhole) and restore
+private_redis.py  a redis-server of the test's own, to pause (SIGSTOP), resume and restart empty
+tcp_proxy.py      a TCP proxy the test can cut (refuse, blackhole), slow down, and restore
 clock.py          a clock the test moves by hand
 redis.py          a batcher on the machine's Redis, closed on exit; deleting a test's keys
 postgres.py       throwaway PostgreSQL databases
