@@ -144,6 +144,9 @@ def row_for(
                 moments.append((min(told) if told else math.inf, "websocket"))
             elif arrived - message.acked > thresholds.message:
                 moments.append((arrived, "websocket"))
+    refused = sum(1 for t in ledger.refused if inside(t))
+    if refused:
+        notes = (*notes, f"{refused} WebSocket publish(es) refused: the publisher was told")
     after = [(t, what) for t, what in moments if t > window.fault_end]
     if after:
         latest, what = max(after)

@@ -218,6 +218,7 @@ class Ledger:
     jobs: dict[str, float] = field(default_factory=dict)  # id -> when it was accepted
     job_ends: dict[str, JobEnd] = field(default_factory=dict)
     published: list[Published] = field(default_factory=list)
+    refused: list[float] = field(default_factory=list)  # publishes answered with an error
     received: list[Received] = field(default_factory=list)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
 

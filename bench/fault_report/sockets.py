@@ -65,7 +65,6 @@ class Publisher:
         self.channel = channel
         self.ledger = ledger
         self.subscribers = subscribers
-        self.refused = 0  # publishes answered with an error, or not at all in time
         self._sequence = itertools.count(1)
 
     async def run(
@@ -79,7 +78,7 @@ class Publisher:
                 try:
                     await socket.publish(self.channel, {"k": key})
                 except (KeelError, TimeoutError):
-                    self.refused += 1
+                    self.ledger.refused.append(sent)  # the publisher knows: not counted
                 else:
                     replays = {s.name: s.replays for s in self.subscribers}
                     self.ledger.published.append(Published(key, time.time(), sent, replays))
@@ -111,10 +110,6 @@ class SocketLoad:
         self._stop = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
-
-    @property
-    def refused(self) -> int:
-        return sum(p.refused for p in self.publishers)
 
     async def start(self) -> None:
         """Subscribers first, each confirmed, then the publishers."""

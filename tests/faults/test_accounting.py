@@ -111,8 +111,11 @@ WINDOW = Window("broken", 0.0, 100.0, 10.0, 20.0)
 
 
 def test_a_clean_window_is_back_to_normal_at_once() -> None:
-    row = row_for(_ledger(), WINDOW, fault="f", explain=lambda r: None, thresholds=LIMITS)
+    ledger = _ledger()
+    ledger.refused.append(15.0)  # a publish answered with an error: a note, not a loss
+    row = row_for(ledger, WINDOW, fault="f", explain=lambda r: None, thresholds=LIMITS)
     assert (row.sent, row.ok, row.failed, row.stale, row.back_to_normal) == (50, 50, 0, 0, 0.0)
+    assert row.notes == ("1 WebSocket publish(es) refused: the publisher was told",)
 
 
 def test_failures_are_explained_by_the_scenario_or_not() -> None:
