@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from app.application import create_app
 from app.core.lifecycle import LIFECYCLE
-from tests.support.apps import ConfigFactory
+from tests.support.apps import PROBE, ConfigFactory
 from tests.support.services import REPO
 
 TOML = """
@@ -29,7 +29,7 @@ enabled = ["metrics"]
 async def test_a_draining_instance_closes_each_connection_after_its_response(
     aiohttp_client, make_config: ConfigFactory
 ) -> None:
-    app = create_app(make_config('[plugins]\nenabled = ["metrics", "websocket"]\n'))
+    app = create_app(make_config(f'[plugins]\nenabled = ["metrics", "{PROBE}"]\n'))
     client: TestClient = await aiohttp_client(app)
     response = await client.get("/healthz")
     assert response.headers.get("Connection", "").lower() != "close"
@@ -38,10 +38,11 @@ async def test_a_draining_instance_closes_each_connection_after_its_response(
     response = await client.get("/healthz")
     assert response.status == 200
     assert response.headers["Connection"] == "close"
-    # A WebSocket handshake keeps its Connection: upgrade (the drain closes sockets with 1001).
-    async with client.ws_connect("/ws") as ws:
-        await ws.send_json({"op": "ping"})
-        assert (await ws.receive_json())["op"] == "pong"
+    # A WebSocket handshake keeps its Connection: upgrade (the drain closes sockets with 1001;
+    # /ws itself refuses new ones while draining, tests/websocket/test_shutdown.py).
+    async with client.ws_connect("/test/ws") as ws:
+        await ws.send_str("ping")
+        assert await ws.receive_str() == "ping"
 
 
 def listening_socket() -> socket.socket:

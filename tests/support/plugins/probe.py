@@ -5,6 +5,7 @@
 - `GET /test/items/{id}` a templated route (metrics must label the template).
 - `GET /test/raise/{name}` raises the named `app.errors` class (or `boom`: a bug).
 - `GET /test/log` logs at debug and info level (SIGHUP level test).
+- `GET /test/ws` a WebSocket that answers each text frame with the same text.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ProbePlugin(BasePlugin):
         app.router.add_get("/test/items/{id}", self.item)
         app.router.add_get("/test/raise/{name}", self.raise_named)
         app.router.add_get("/test/log", self.log_lines)
+        app.router.add_get("/test/ws", self.echo_socket)
 
     async def slow(self, request: web.Request) -> web.Response:
         seconds = float(request.query.get("seconds", "1"))
@@ -57,6 +59,13 @@ class ProbePlugin(BasePlugin):
         log.debug("probe debug line")
         log.info("probe info line")
         return web.json_response({"logged": True})
+
+    async def echo_socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            await ws.send_str(message.data)
+        return ws
 
     async def readiness(self) -> Readiness:
         return self.readiness_status
@@ -88,4 +97,5 @@ class ProbePlugin(BasePlugin):
                 }
             },
             "/test/log": {"get": ok},
+            "/test/ws": {"get": ok},
         }
