@@ -10,6 +10,7 @@ anything else (a bug in SQL, a constraint) propagates unchanged.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 
@@ -56,6 +57,8 @@ class ShardBackend(Queries):
     """
 
     dialect: ClassVar[str]
+    # Called with the number of write transactions committed (the shard's metrics set it).
+    on_commit: Callable[[int], None] = staticmethod(lambda count: None)
 
     @abstractmethod
     async def open(self) -> None:

@@ -109,7 +109,9 @@ class PostgresBackend(ShardBackend):
 
     async def write(self, sql: str, *args: Any) -> list[Row]:
         # A pool statement runs in autocommit: one round trip, no BEGIN/COMMIT.
-        return await _Connection(self.shard, self._require()).fetch(sql, *args)
+        rows = await _Connection(self.shard, self._require()).fetch(sql, *args)
+        self.on_commit(1)
+        return rows
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
@@ -128,6 +130,7 @@ class PostgresBackend(ShardBackend):
                 raise
             with _translated(self.shard):
                 await transaction.commit()
+            self.on_commit(1)
         finally:
             await pool.release(connection)
 

@@ -48,6 +48,12 @@ class ShardMetrics:
             registry=registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        self.transactions = Counter(
+            "keel_shard_transactions",
+            "Write transactions committed on each shard (a group commit counts once).",
+            ("shard",),
+            registry=registry,
+        )
 
 
 class Shard:
@@ -82,6 +88,7 @@ class Shard:
         self.query_seconds = 0.0
         self._queries = metrics.queries.labels(self.name)
         self._duration = metrics.duration.labels(self.name)
+        backend.on_commit = metrics.transactions.labels(self.name).inc
 
     @property
     def healthy(self) -> bool:

@@ -114,7 +114,9 @@ class SQLiteBackend(ShardBackend):
         # Autocommit: the statement is its own transaction, in one hop to the
         # thread. The lock keeps it out of another coroutine's open transaction.
         async with self._write_lock:
-            return await writer.fetch(sql, *args)
+            rows = await writer.fetch(sql, *args)
+        self.on_commit(1)
+        return rows
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
@@ -129,6 +131,7 @@ class SQLiteBackend(ShardBackend):
                 await writer.execute("ROLLBACK")
                 raise
             await writer.execute("COMMIT")
+            self.on_commit(1)
 
     async def run_script(self, tx: Queries, script: str) -> None:
         # executescript() would COMMIT first and escape our transaction: run
