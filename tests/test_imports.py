@@ -26,7 +26,7 @@ APP = REPO / "app"
 _IMPORT_EACH = """
 import importlib, os, sys, traceback
 for library in ("aiohttp", "aiohttp_jinja2", "aiohttp_cors", "redis.asyncio", "aiormq",
-                "asyncpg", "aiosqlite", "prometheus_client", "orjson", "hiredis", "yarl"):
+                "asyncpg", "prometheus_client", "orjson", "hiredis", "yarl"):
     importlib.import_module(library)
 assert not [m for m in sys.modules if m == "app" or m.startswith("app.")]
 failed = 0

@@ -1,136 +1,242 @@
-"""A SQLite shard through aiosqlite: WAL, a busy timeout, one writer.
+"""A SQLite shard: WAL, a busy timeout, one writer, group commit.
 
-Two connections: the writer, used under a lock by one transaction at a time
-(SQLite has one writer anyway, and interleaving two coroutines' statements on
-one connection would mix their transactions), and a reader that sees only
-committed data, concurrently with the writer thanks to WAL.
+Two connections, each on a thread of its own (`app.sharding.sqlite_connection`):
+the writer and a reader that sees only committed data, concurrently with the
+writer thanks to WAL. Single-statement writes (`write`) go through the
+writer's group commit: those of one event-loop turn, and those sent while a
+transaction commits, run as the next transaction — one thread hop and one
+WAL sync for the batch, a savepoint per statement so that one failing
+statement fails only its own caller. Reads of one turn share one hop to the
+reader the same way. A multi-statement `transaction()` holds the writer
+alone (a lock, which batches take too) and costs one hop per statement.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from app.sharding.backend import Queries, Row, ShardBackend, ShardUnavailable
+from app.sharding.group_commit import Closed, GroupCommit, Statement
+from app.sharding.sqlite_connection import NotConnected, SQLiteConnection, Synchronous
+
+T = TypeVar("T")
 
 _NUMBERED = re.compile(r"\$(\d+)")
 # What sqlite3 says when the database cannot answer now (as opposed to bad SQL).
 _UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly", "no such file")
+# What one statement's bad input raises (sqlite3's own errors, or its argument checks).
+_STATEMENT_ERRORS = (sqlite3.Error, ValueError, OverflowError, TypeError)
+_Outcome = list[Row] | BaseException
 
 
+@functools.lru_cache(maxsize=512)
 def to_sqlite(sql: str) -> str:
     """`$1` -> `?1`: SQLite's own numbered parameters, so numbering keeps its meaning."""
     return _NUMBERED.sub(r"?\1", sql)
 
 
-@contextmanager
-def _translated(shard: str) -> Iterator[None]:
-    """Turn sqlite3's "cannot answer now" errors into `ShardUnavailable`."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        if any(word in str(exc).lower() for word in _UNAVAILABLE):
-            raise ShardUnavailable(shard, str(exc)) from exc
-        raise
-    except ValueError as exc:  # aiosqlite: "no active connection" / closed
-        if "connection" in str(exc).lower():
-            raise ShardUnavailable(shard, "connection closed") from exc
-        raise
+def _translated(shard: str, exc: BaseException) -> BaseException:
+    """sqlite3's "cannot answer now" errors as `ShardUnavailable`; others unchanged."""
+    if isinstance(exc, sqlite3.OperationalError) and any(
+        word in str(exc).lower() for word in _UNAVAILABLE
+    ):
+        unavailable = ShardUnavailable(shard, str(exc))
+        unavailable.__cause__ = exc
+        return unavailable
+    if isinstance(exc, NotConnected | Closed):
+        return ShardUnavailable(shard, "not connected")
+    return exc
 
 
-class _Connection(Queries):
-    def __init__(self, shard: str, connection: aiosqlite.Connection) -> None:
-        self.shard = shard
-        self.connection = connection
+def _rows(cursor: sqlite3.Cursor) -> list[Row]:
+    description = cursor.description
+    if description is None:  # no result columns (no RETURNING)
+        cursor.fetchall()
+        return []
+    names = [column[0] for column in description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    # Each await on aiosqlite is a hop to its thread and back: one per statement
-    # (no separate fetch or cursor close) keeps a query to a single hop.
+
+def _fetch(sql: str, args: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Row]]:
+    return lambda connection: _rows(connection.execute(to_sqlite(sql), args))
+
+
+def _write_batch(shard: str, statements: Sequence[Statement]) -> Callable[..., list[_Outcome]]:
+    """One transaction for the batch, a savepoint per statement (run on the writer's thread)."""
+
+    def run(connection: sqlite3.Connection) -> list[_Outcome]:
+        if len(statements) == 1:  # alone: autocommit, which fails only it anyway
+            statement = statements[0]
+            try:
+                return [_rows(connection.execute(to_sqlite(statement.sql), statement.args))]
+            except _STATEMENT_ERRORS as exc:
+                return [_translated(shard, exc)]
+        outcomes: list[_Outcome] = []
+        # IMMEDIATE takes the write lock now, so the batch cannot fail half-way with
+        # "database is locked" when it first writes (another process holds the file).
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                connection.execute("SAVEPOINT keel_write")
+                try:
+                    rows = _rows(connection.execute(to_sqlite(statement.sql), statement.args))
+                except _STATEMENT_ERRORS as exc:
+                    connection.execute("ROLLBACK TO keel_write")
+                    connection.execute("RELEASE keel_write")
+                    outcomes.append(_translated(shard, exc))
+                else:
+                    connection.execute("RELEASE keel_write")
+                    outcomes.append(rows)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    return run
+
+
+def _read_batch(shard: str, statements: Sequence[Statement]) -> Callable[..., list[_Outcome]]:
+    """Each read on its own (run on the reader's thread): one hop for the lot."""
+
+    def run(connection: sqlite3.Connection) -> list[_Outcome]:
+        outcomes: list[_Outcome] = []
+        for statement in statements:
+            try:
+                outcomes.append(_rows(connection.execute(to_sqlite(statement.sql), statement.args)))
+            except _STATEMENT_ERRORS as exc:
+                outcomes.append(_translated(shard, exc))
+        return outcomes
+
+    return run
+
+
+class _Transaction(Queries):
+    """Statements in a transaction that holds the writer: one hop each."""
+
+    def __init__(self, backend: SQLiteBackend, connection: SQLiteConnection) -> None:
+        self._backend = backend
+        self._connection = connection
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        with _translated(self.shard):
-            rows = await self.connection.execute_fetchall(to_sqlite(sql), args)
-        return [dict(row) for row in rows]
+        return await self._backend._hop(self._connection, _fetch(sql, args))
 
     async def execute(self, sql: str, *args: Any) -> int:
-        with _translated(self.shard):
-            cursor = await self.connection.execute(to_sqlite(sql), args)
-        return cursor.rowcount
+        return await self._backend._hop(
+            self._connection, lambda c: c.execute(to_sqlite(sql), args).rowcount
+        )
 
 
 class SQLiteBackend(ShardBackend):
     dialect = "sqlite"
 
-    def __init__(self, shard: str, path: str, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        shard: str,
+        path: str,
+        busy_timeout: float = 5.0,
+        *,
+        synchronous: Synchronous = "FULL",
+    ) -> None:
         self.shard = shard
         self.path = Path(path)
-        self.busy_timeout_ms = int(busy_timeout * 1000)
-        self._writer: _Connection | None = None
-        self._reader: _Connection | None = None
+        self.busy_timeout = busy_timeout
+        self.synchronous: Synchronous = synchronous
+        self._writer: SQLiteConnection | None = None
+        self._reader: SQLiteConnection | None = None
         self._write_lock = asyncio.Lock()
+        self.writes = GroupCommit(f"{shard} writes", self._run_writes)
+        self.reads = GroupCommit(f"{shard} reads", self._run_reads)
 
-    async def _connect(self) -> _Connection:
-        with _translated(self.shard):
-            connection = await aiosqlite.connect(self.path, isolation_level=None)
-            connection.row_factory = sqlite3.Row
-            await connection.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-            await connection.execute("PRAGMA journal_mode = WAL")
-            await connection.execute("PRAGMA synchronous = NORMAL")
-        return _Connection(self.shard, connection)
+    async def _connect(self, role: str) -> SQLiteConnection:
+        connection = SQLiteConnection(
+            f"{self.shard}-{role}",
+            self.path,
+            busy_timeout=self.busy_timeout,
+            synchronous=self.synchronous,
+        )
+        try:
+            await connection.open()
+        except _STATEMENT_ERRORS as exc:
+            raise _translated(self.shard, exc) from exc
+        return connection
 
     async def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ShardUnavailable(self.shard, f"cannot create {self.path.parent}: {exc}") from exc
-        self._writer = await self._connect()
-        self._reader = await self._connect()
+        self.writes = GroupCommit(f"{self.shard} writes", self._run_writes)
+        self.reads = GroupCommit(f"{self.shard} reads", self._run_reads)
+        self._writer = await self._connect("writer")
+        self._reader = await self._connect("reader")
 
     async def close(self) -> None:
+        # Statements already taken are run (committed or failed) before the files close.
+        await self.writes.close()
+        await self.reads.close()
         for connection in (self._reader, self._writer):
             if connection is not None:
-                await connection.connection.close()
+                await connection.close()
         self._reader = self._writer = None
 
-    def _require(self, connection: _Connection | None) -> _Connection:
+    async def _hop(self, connection: SQLiteConnection | None, work: Callable[..., T]) -> T:
         if connection is None:
             raise ShardUnavailable(self.shard, "not connected")
-        return connection
+        try:
+            return await connection.run(work)
+        except (*_STATEMENT_ERRORS, NotConnected) as exc:
+            raise _translated(self.shard, exc) from exc
+
+    async def _run_writes(self, statements: Sequence[Statement]) -> list[_Outcome]:
+        async with self._write_lock:
+            outcomes = await self._hop(self._writer, _write_batch(self.shard, statements))
+        if not all(isinstance(outcome, BaseException) for outcome in outcomes):
+            self.on_commit(1)
+        return outcomes
+
+    async def _run_reads(self, statements: Sequence[Statement]) -> list[_Outcome]:
+        return await self._hop(self._reader, _read_batch(self.shard, statements))
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return await self._require(self._reader).fetch(sql, *args)
+        try:
+            return await self.reads.run(sql, *args)
+        except Closed as exc:
+            raise ShardUnavailable(self.shard, "closing") from exc
 
     async def execute(self, sql: str, *args: Any) -> int:
         async with self.transaction() as tx:
             return await tx.execute(sql, *args)
 
     async def write(self, sql: str, *args: Any) -> list[Row]:
-        writer = self._require(self._writer)
-        # Autocommit: the statement is its own transaction, in one hop to the
-        # thread. The lock keeps it out of another coroutine's open transaction.
-        async with self._write_lock:
-            rows = await writer.fetch(sql, *args)
-        self.on_commit(1)
-        return rows
+        try:
+            return await self.writes.run(sql, *args)
+        except Closed as exc:
+            raise ShardUnavailable(self.shard, "closing") from exc
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
-        writer = self._require(self._writer)
+        writer = self._writer
+        if writer is None:
+            raise ShardUnavailable(self.shard, "not connected")
         async with self._write_lock:
             # IMMEDIATE takes the write lock now, so the transaction cannot fail
             # half-way with "database is locked" when it first writes.
-            await writer.execute("BEGIN IMMEDIATE")
+            await self._hop(writer, lambda c: c.execute("BEGIN IMMEDIATE"))
             try:
-                yield writer
+                yield _Transaction(self, writer)
             except BaseException:
-                await writer.execute("ROLLBACK")
+                await self._hop(writer, _rollback)
                 raise
-            await writer.execute("COMMIT")
+            await self._hop(writer, lambda c: c.execute("COMMIT"))
             self.on_commit(1)
 
     async def run_script(self, tx: Queries, script: str) -> None:
@@ -138,6 +244,11 @@ class SQLiteBackend(ShardBackend):
         # statement by statement instead (migrations keep one statement per ';').
         for statement in split_statements(script):
             await tx.execute(statement)
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
 
 
 def split_statements(script: str) -> list[str]:

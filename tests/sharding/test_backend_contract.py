@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -329,11 +328,6 @@ async def test_sqlite_path_that_is_a_directory_is_unavailable(tmp_path: Path) ->
     with pytest.raises(ShardUnavailable):
         await backend.open()
     await backend.close()
-    # aiosqlite stops the worker thread of a failed connect without waiting for it; let it
-    # finish while this loop still runs, or it reports into a closed loop after the test.
-    for thread in threading.enumerate():
-        if thread.name.endswith("(_connection_worker_thread)"):
-            await asyncio.to_thread(thread.join, 5)
 
 
 # -- pure helpers ----------------------------------------------------------------------------

@@ -1,0 +1,239 @@
+"""Group commit (`app.sharding.group_commit`) on the real SQLite backend: batches, partial
+failure, cancellation, shutdown with writes pending, and the durability it is there for.
+
+Where a test must hold a batch open at a known moment, the backend's own runner is
+wrapped by a gate the test opens: the statements still run on the real database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from app.sharding.backend import ShardUnavailable
+from app.sharding.group_commit import Closed, GroupCommit, Statement
+from app.sharding.sqlite import SQLiteBackend
+
+CREATE = "CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL)"
+INSERT = "INSERT INTO t (id, n) VALUES ($1, $2) RETURNING id, n"
+
+
+@pytest.fixture
+async def shard(tmp_path: Path) -> AsyncIterator[SQLiteBackend]:
+    backend = SQLiteBackend("shard.0", str(tmp_path / "shard0.db"), busy_timeout=0.2)
+    await backend.open()
+    async with backend.transaction() as tx:
+        await tx.execute(CREATE)
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+class Gate:
+    """Wraps the backend's write runner: records each batch, and holds it while closed."""
+
+    def __init__(self, backend: SQLiteBackend) -> None:
+        self.runner = backend._run_writes
+        self.open = asyncio.Event()
+        self.open.set()
+        self.entered = asyncio.Event()
+        self.batches: list[list[str]] = []
+        backend.writes._runner = self.run
+
+    async def run(self, statements: Sequence[Statement]):
+        self.batches.append([str(s.args[0]) for s in statements])
+        self.entered.set()
+        await self.open.wait()
+        return await self.runner(statements)
+
+
+async def ids(shard: SQLiteBackend) -> set[str]:
+    return {row["id"] for row in await shard.fetch("SELECT id FROM t")}
+
+
+async def test_the_writes_of_one_turn_are_one_transaction_each_caller_gets_its_rows(
+    shard: SQLiteBackend,
+) -> None:
+    gate = Gate(shard)
+    commits: list[int] = []
+    shard.on_commit = commits.append
+    results = await asyncio.gather(*(shard.write(INSERT, f"a{n}", n) for n in range(20)))
+    assert results == [[{"id": f"a{n}", "n": n}] for n in range(20)]
+    assert gate.batches == [[f"a{n}" for n in range(20)]]
+    assert commits == [1]
+
+
+async def test_writes_sent_while_a_batch_commits_go_together_in_the_next(
+    shard: SQLiteBackend,
+) -> None:
+    gate = Gate(shard)
+    gate.open.clear()
+    first = asyncio.create_task(shard.write(INSERT, "first", 0))
+    await gate.entered.wait()
+    later = [asyncio.create_task(shard.write(INSERT, f"b{n}", n)) for n in range(5)]
+    await asyncio.sleep(0.01)
+    gate.open.set()
+    await asyncio.gather(first, *later)
+    assert gate.batches == [["first"], [f"b{n}" for n in range(5)]]
+
+
+async def test_a_failing_statement_fails_only_its_caller(shard: SQLiteBackend) -> None:
+    await shard.write(INSERT, "taken", 0)
+    gate = Gate(shard)
+    outcomes = await asyncio.gather(
+        shard.write(INSERT, "c1", 1),
+        shard.write(INSERT, "taken", 2),  # primary key: an IntegrityError
+        shard.write("INSERT INTO nowhere VALUES ($1)", "c-bad"),  # bad SQL
+        shard.write(INSERT, "c3", 3),
+        return_exceptions=True,
+    )
+    assert len(gate.batches) == 1
+    assert outcomes[0] == [{"id": "c1", "n": 1}]
+    assert isinstance(outcomes[1], sqlite3.IntegrityError)
+    assert isinstance(outcomes[2], sqlite3.OperationalError)
+    assert outcomes[3] == [{"id": "c3", "n": 3}]
+    # The failed ones left nothing behind; the others are committed.
+    assert await ids(shard) == {"taken", "c1", "c3"}
+    assert (await shard.fetch("SELECT n FROM t WHERE id = 'taken'")) == [{"n": 0}]
+
+
+async def test_a_batch_that_cannot_commit_fails_every_caller_and_commits_nothing(
+    shard: SQLiteBackend, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "shard0.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        outcomes = await asyncio.gather(
+            *(shard.write(INSERT, f"d{n}", n) for n in range(3)), return_exceptions=True
+        )
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert all(isinstance(outcome, ShardUnavailable) for outcome in outcomes), outcomes
+    assert await ids(shard) == set()
+    # The writer is fine afterwards.
+    assert await shard.write(INSERT, "after", 0) == [{"id": "after", "n": 0}]
+
+
+async def test_a_caller_cancelled_before_its_batch_began_is_withdrawn(
+    shard: SQLiteBackend,
+) -> None:
+    gate = Gate(shard)
+    gate.open.clear()
+    first = asyncio.create_task(shard.write(INSERT, "e0", 0))
+    await gate.entered.wait()
+    doomed = asyncio.create_task(shard.write(INSERT, "e-cancelled", 1))
+    kept = asyncio.create_task(shard.write(INSERT, "e2", 2))
+    await asyncio.sleep(0.01)  # both wait for the next batch
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    gate.open.set()
+    await asyncio.gather(first, kept)
+    assert gate.batches == [["e0"], ["e2"]]
+    assert await ids(shard) == {"e0", "e2"}
+    assert shard.writes.stats.withdrawn == 1
+
+
+async def test_a_caller_cancelled_mid_batch_hears_of_it_once_the_batch_has_ended(
+    shard: SQLiteBackend,
+) -> None:
+    gate = Gate(shard)
+    gate.open.clear()
+    doomed = asyncio.create_task(shard.write(INSERT, "f0", 0))
+    other = asyncio.create_task(shard.write(INSERT, "f1", 1))
+    await gate.entered.wait()
+    doomed.cancel()
+    await asyncio.sleep(0.05)
+    # The batch is under way: the cancelled caller waits for it rather than leave
+    # its write half-known, and the batch goes on for the other caller.
+    assert not doomed.done()
+    gate.open.set()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert shard.writes.pending == 0  # settled when the cancellation arrived
+    assert await other == [{"id": "f1", "n": 1}]
+    assert await ids(shard) == {"f0", "f1"}  # committed with its batch
+
+
+async def test_close_with_writes_pending_runs_every_one_and_then_refuses(
+    shard: SQLiteBackend,
+) -> None:
+    gate = Gate(shard)
+    gate.open.clear()
+    in_flight = asyncio.create_task(shard.write(INSERT, "g0", 0))
+    await gate.entered.wait()
+    waiting = [asyncio.create_task(shard.write(INSERT, f"g{n}", n)) for n in range(1, 4)]
+    failing = asyncio.create_task(shard.write(INSERT, "g0", 9))  # duplicate id: fails
+    await asyncio.sleep(0.01)
+    closing = asyncio.create_task(shard.writes.close())
+    await asyncio.sleep(0.01)
+    with pytest.raises(Closed):
+        await shard.writes.run(INSERT, "too-late", 0)
+    with pytest.raises(ShardUnavailable):
+        await shard.write(INSERT, "too-late", 0)
+    gate.open.set()
+    await closing
+    # Every write taken before the close has its answer: committed, or why not.
+    assert await in_flight == [{"id": "g0", "n": 0}]
+    assert [await task for task in waiting] == [[{"id": f"g{n}", "n": n}] for n in range(1, 4)]
+    with pytest.raises(sqlite3.IntegrityError):
+        await failing
+    assert await ids(shard) == {"g0", "g1", "g2", "g3"}
+
+
+async def test_closing_the_backend_commits_what_was_sent_before(tmp_path: Path) -> None:
+    path = tmp_path / "shard1.db"
+    backend = SQLiteBackend("shard.1", str(path))
+    await backend.open()
+    async with backend.transaction() as tx:
+        await tx.execute(CREATE)
+    writes = [asyncio.create_task(backend.write(INSERT, f"h{n}", n)) for n in range(50)]
+    await asyncio.sleep(0)  # taken, not yet run
+    await backend.close()
+    assert all(task.done() and not task.exception() for task in writes)
+    with sqlite3.connect(path) as check:
+        assert check.execute("SELECT count(*) FROM t").fetchone() == (50,)
+
+
+async def test_the_reads_of_one_turn_share_one_hop(shard: SQLiteBackend) -> None:
+    await asyncio.gather(*(shard.write(INSERT, f"r{n}", n) for n in range(5)))
+    hops: list[int] = []
+    runner = shard._run_reads
+
+    async def counted(statements):
+        hops.append(len(statements))
+        return await runner(statements)
+
+    shard.reads._runner = counted
+    rows = await asyncio.gather(
+        *(shard.fetch("SELECT n FROM t WHERE id = $1", f"r{n}") for n in range(5)),
+        shard.fetch("SELECT nonsense FROM t"),
+        return_exceptions=True,
+    )
+    assert rows[:5] == [[{"n": n}] for n in range(5)]
+    assert isinstance(rows[5], sqlite3.OperationalError)  # fails only itself
+    assert hops == [6]
+
+
+async def test_shard_files_sync_every_commit(shard: SQLiteBackend) -> None:
+    """WAL with synchronous=FULL: a commit that returned survives an OS crash (a 202'd job)."""
+    for connection in (shard._writer, shard._reader):
+        assert connection is not None
+        mode = await connection.run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
+        journal = await connection.run(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
+        assert (mode, journal) == (2, "wal")  # 2 = FULL
+
+
+async def test_a_runner_that_breaks_its_promise_fails_the_batch_not_the_callers_forever() -> None:
+    async def short(statements: Sequence[Statement]):
+        return []  # one outcome missing for each statement
+
+    group = GroupCommit("broken", short)
+    with pytest.raises(RuntimeError, match="0 outcomes for 1"):
+        await group.run("SELECT 1")
