@@ -111,6 +111,7 @@ class QueuePlugin(BasePlugin):
                 self.tasks,
                 self.settings,
                 concurrency=self.config.worker.concurrency,
+                prefetch=self.settings.prefetch,
                 app=app,
                 notify=self.queue.notify,
                 observe=self.metrics.ran,
@@ -136,6 +137,7 @@ class QueuePlugin(BasePlugin):
             owner=owner,
             lease=self.settings.lease,
             poll_interval=self.settings.poll_interval,
+            prefetch=self.settings.prefetch,
         )
 
     def _guard(self, app: web.Application) -> Guard:
@@ -172,6 +174,7 @@ class QueuePlugin(BasePlugin):
                     if self.consumer is not None:
                         await self.consumer.drain(self.config.server.shutdown_timeout)
         finally:
+            await self.queue.marks.close()  # before the shards close (they are set up first)
             await self.backend.close()
 
     async def drain(self, app: web.Application) -> None:

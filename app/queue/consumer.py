@@ -1,12 +1,17 @@
 """The consumer: takes deliveries, runs their tasks, records outcomes, then settles.
 
-At most `[worker] concurrency` jobs run at once. For each delivery the job's
-record decides what to do (`app.queue.decision`); a job that runs is marked
-running, run under its task's timeout, and its outcome is written to the
-record before the delivery is settled — ack after a success, the next attempt
-published with backoff after a failure, the dead queue after the last one. A
-crash at any point leaves the message unsettled, so it is delivered again and
-the record tells the next consumer where things stood.
+At most `[worker] concurrency` jobs run at once; up to `prefetch` more
+deliveries are held meanwhile, their records being written (a job's
+bookkeeping does not take a slot, only its run does). For each delivery the
+job's record decides what to do (`app.queue.decision`). The usual case is one
+statement: the record is marked running if it says this attempt is to run
+(`JobStore.start`, which matches exactly what `decide` runs); otherwise it is
+read and `decide` says what to do. A job that runs is run under its task's
+timeout, and its outcome is written to the record before the delivery is
+settled — ack after a success, the next attempt published with backoff after
+a failure, the dead queue after the last one. A crash at any point leaves the
+message unsettled, so it is delivered again and the record tells the next
+consumer where things stood.
 
 Stopping (`stop_taking`, then `drain`): no new deliveries; running jobs get
 until the deadline to finish; the rest are cancelled, their records set back
@@ -49,6 +54,12 @@ class JobFailed(Exception):
     """An attempt failed; the message is what the record's `error` says."""
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    result: Any
+    error: str | None  # None: succeeded
+
+
 @dataclass
 class Running:
     job_id: str
@@ -72,6 +83,7 @@ class Consumer:
         settings: QueueSettings,
         *,
         concurrency: int,
+        prefetch: int = 0,
         app: web.Application,
         notify: Notify,
         observe: Observe,
@@ -84,7 +96,8 @@ class Consumer:
         self.app = app
         self._notify = notify
         self._observe = observe
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = asyncio.Semaphore(concurrency)  # jobs running
+        self._held = asyncio.Semaphore(concurrency + prefetch)  # deliveries in hand
         self._handlers: set[asyncio.Task[None]] = set()
         self._pulling = BackgroundTask("keel.queue.consumer", self._pull)
         self.running: dict[str, Running] = {}
@@ -122,15 +135,15 @@ class Consumer:
 
     async def _pull(self) -> None:
         while True:
-            await self._slots.acquire()
+            await self._held.acquire()
             try:
                 delivery = await self.backend.receive()
             except QueueUnavailable:
-                self._slots.release()
+                self._held.release()
                 await asyncio.sleep(SHARD_PAUSE)
                 continue
             except BaseException:
-                self._slots.release()
+                self._held.release()
                 raise
             handler = asyncio.create_task(
                 self._handle(delivery), name=f"keel.queue.job.{delivery.message.id}"
@@ -140,7 +153,7 @@ class Consumer:
 
     def _finished(self, handler: asyncio.Task[None]) -> None:
         self._handlers.discard(handler)
-        self._slots.release()
+        self._held.release()
         if not handler.cancelled() and (exc := handler.exception()) is not None:
             log.error("job handler failed", exc_info=exc)
 
@@ -175,10 +188,21 @@ class Consumer:
 
     async def _process(self, delivery: Delivery) -> None:
         message = delivery.message
+        if delivery.redeliveries < self.settings.delivery_limit:
+            outcome = await self._start_and_run(message)
+            if outcome is not None:
+                await self._settle(delivery, outcome)
+                return
         record = await self.store.get(message.id)
         decision = decide(record, message, delivery.redeliveries, self.settings.delivery_limit)
-        if decision.action is Action.RUN:
-            await self._run(delivery)
+        if decision.action is Action.RUN:  # the record changed since `start` looked
+            async with self._slots:
+                running = await self.store.mark_running(message.id, message.attempt)
+                if running is None:
+                    await delivery.ack()  # deleted meanwhile
+                    return
+                outcome = await self._run(message, running)
+            await self._settle(delivery, outcome)
             return
         if decision.action in (Action.DROP, Action.SKIP):
             log.debug("job %s attempt %d: %s", message.id, message.attempt, decision.why)
@@ -198,27 +222,32 @@ class Consumer:
         delay = retry_delay(message.attempt, self.settings.backoff, self.settings.max_backoff)
         await delivery.retry(message.next_attempt(), delay)
 
-    async def _run(self, delivery: Delivery) -> None:
-        message = delivery.message
-        record = await self.store.mark_running(message.id, message.attempt)
-        if record is None:
-            await delivery.ack()  # deleted meanwhile
-            return
+    async def _start_and_run(self, message: JobMessage) -> _Outcome | None:
+        """Mark the job running and run it, if its record says so (None: it does not)."""
+        async with self._slots:  # taken first: "running" is never shown while it waits
+            started = await self.store.start(message.id, message.attempt)
+            if started is None:
+                return None
+            return await self._run(message, started)
+
+    async def _run(self, message: JobMessage, record: JobRecord) -> _Outcome:
+        """Run the attempt that `record` (just marked running) says is under way."""
         await self._notify(record)
         self.running[message.id] = Running(message.id, message.task, message.attempt, time.time())
         started = time.perf_counter()
         try:
-            result: Any = None
-            error: str | None = None
-            try:
-                result = await self._call(message)
-            except JobFailed as exc:
-                error = str(exc)
+            return _Outcome(await self._call(message), None)
+        except JobFailed as exc:
+            return _Outcome(None, str(exc))
         finally:
             self.running.pop(message.id, None)
             self._observe(message.task, time.perf_counter() - started)
-        if error is None:
-            done = await self.store.mark_succeeded(message.id, message.attempt, result)
+
+    async def _settle(self, delivery: Delivery, outcome: _Outcome) -> None:
+        """Record the outcome, then settle the delivery (in this order: see the module)."""
+        message = delivery.message
+        if outcome.error is None:
+            done = await self.store.mark_succeeded(message.id, message.attempt, outcome.result)
             if done is None:
                 log.info("job %s: attempt %d is stale", message.id, message.attempt)
             else:
@@ -226,11 +255,11 @@ class Consumer:
             await delivery.ack()
             return
         last = message.attempt >= message.max_attempts
-        failed = await self.store.mark_failed(message.id, message.attempt, error, dead=last)
+        failed = await self.store.mark_failed(message.id, message.attempt, outcome.error, dead=last)
         if failed is not None:
             await self._notify(failed)
         if last:
-            await delivery.bury(message, error)
+            await delivery.bury(message, outcome.error)
         else:
             await self._retry(delivery, message)
 

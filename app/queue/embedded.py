@@ -5,9 +5,12 @@ Every message is a row of `queue_messages`. A row is deliverable when its
 `available_at` a lease into the future and records the claimer, the way SQS's
 visibility timeout works — so a job whose worker died (SIGKILL, power cut) is
 offered again once the lease runs out, while a live worker renews the leases
-of everything it holds every `lease / 3` seconds. Settling a delivery is one
-statement conditioned on the claim still being ours (owner and delivery
-count), so a worker that lost its lease can never settle someone else's claim.
+of everything it holds every `lease / 3` seconds. A consumer claims up to
+`prefetch` messages in one statement and hands them out one by one. Settling
+a delivery is one statement conditioned on the claim still being ours (owner
+and delivery count), so a worker that lost its lease can never settle someone
+else's claim. Every statement goes through the file's group commit
+(`app.sharding.group_commit`): one transaction and one sync for a loop turn's.
 
 Processes that share `data_dir` (`run.py serve` and `run.py worker` on one
 host) share the queue: SQLite serializes the claims. A publish wakes this
@@ -17,6 +20,7 @@ process's consumer at once; other processes notice within `poll_interval`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -133,6 +137,7 @@ class EmbeddedQueue(QueueBackend):
         owner: str,
         lease: float,
         poll_interval: float,
+        prefetch: int = 1,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
@@ -141,11 +146,13 @@ class EmbeddedQueue(QueueBackend):
         self.owner = owner
         self.lease = lease
         self.poll_interval = poll_interval
+        self.prefetch = max(1, prefetch)
         self.clock = clock
         self._db = SQLiteBackend("queue", str(path))
         self._wake = asyncio.Event()
         self._consuming = False
         self._held: set[int] = set()
+        self._claimed: collections.deque[_Claim] = collections.deque()  # not yet handed out
         self._renewing = BackgroundTask("keel.queue.leases", self._renew_leases)
         self._stop = asyncio.Event()
         self._error = ""
@@ -205,16 +212,21 @@ class EmbeddedQueue(QueueBackend):
 
     async def stop_consuming(self) -> None:
         self._consuming = False
+        while self._claimed:  # claimed ahead, never handed out: back to the queue
+            await self._claimed.popleft().release()
         self._wake.set()  # a waiting receive() returns to see it
 
     async def receive(self) -> Delivery:
         while True:
             if not self._consuming:
                 raise QueueUnavailable("not consuming")
+            if self._claimed:
+                return self._claimed.popleft()
             self._wake.clear()  # before looking: a publish from now on wakes the wait below
-            claim = await self._claim()
-            if claim is not None:
-                return claim
+            claims = await self._claim(self.prefetch)
+            if claims:
+                self._claimed.extend(claims[1:])
+                return claims[0]
             wait = self.poll_interval
             row = await self._fetch(
                 "SELECT min(available_at) AS due FROM queue_messages WHERE queue = $1",
@@ -226,36 +238,39 @@ class EmbeddedQueue(QueueBackend):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
 
-    async def _claim(self) -> _Claim | None:
+    async def _claim(self, limit: int) -> list[_Claim]:
+        """Claim up to `limit` deliverable messages in one statement, oldest first (the
+        consumer's prefetch: those not yet handed out are held, their leases renewed)."""
         now = self.clock()
         rows = await self._write(
             "UPDATE queue_messages SET available_at = $1, lease_owner = $2,"
             " deliveries = deliveries + 1"
-            " WHERE seq = (SELECT seq FROM queue_messages"
-            "   WHERE queue = $3 AND available_at <= $4 ORDER BY available_at, seq LIMIT 1)"
+            " WHERE seq IN (SELECT seq FROM queue_messages"
+            "   WHERE queue = $3 AND available_at <= $4 ORDER BY available_at, seq LIMIT $5)"
             " RETURNING seq, body, deliveries",
             now + self.lease,
             self.owner,
             self.main_queue,
             now,
+            limit,
         )
-        if not rows:
-            return None
-        row = rows[0]
-        seq, deliveries = int(row["seq"]), int(row["deliveries"])
-        try:
-            message = JobMessage.decode(row["body"])
-        except BadMessage as exc:
-            await self._write(
-                "UPDATE queue_messages SET queue = $2, reason = $3, lease_owner = ''"
-                " WHERE seq = $1",
-                seq,
-                self.dead_queue,
-                f"unreadable message: {exc}",
-            )
-            return None
-        self._held.add(seq)
-        return _Claim(self, seq, deliveries, message)
+        claims: list[_Claim] = []
+        for row in sorted(rows, key=lambda row: int(row["seq"])):
+            seq, deliveries = int(row["seq"]), int(row["deliveries"])
+            try:
+                message = JobMessage.decode(row["body"])
+            except BadMessage as exc:
+                await self._write(
+                    "UPDATE queue_messages SET queue = $2, reason = $3, lease_owner = ''"
+                    " WHERE seq = $1",
+                    seq,
+                    self.dead_queue,
+                    f"unreadable message: {exc}",
+                )
+                continue
+            self._held.add(seq)
+            claims.append(_Claim(self, seq, deliveries, message))
+        return claims
 
     async def _renew_leases(self) -> None:
         """Push out the lease of every row this process holds, every lease/3 seconds."""

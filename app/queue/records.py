@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -188,6 +188,11 @@ class JobStore:
     async def mark_published(self, job_id: str) -> None:
         await self._shard(job_id).write("UPDATE jobs SET published = 1 WHERE id = $1", job_id)
 
+    async def mark_published_many(self, shard: Shard, job_ids: Sequence[str]) -> None:
+        """Mark these jobs of `shard` published, in one statement."""
+        marks = ", ".join(f"${n}" for n in range(1, len(job_ids) + 1))
+        await shard.write(f"UPDATE jobs SET published = 1 WHERE id IN ({marks})", *job_ids)
+
     async def hand_to_relay(self, job_id: str) -> None:
         """Publishing failed: let the relay take the job at once."""
         await self._shard(job_id).write(
@@ -242,6 +247,20 @@ class JobStore:
     async def mark_running(self, job_id: str, attempt: int) -> JobRecord | None:
         return await self._update(
             job_id, "SET status = 'running', attempts = $3 WHERE id = $1", attempt
+        )
+
+    async def start(self, job_id: str, attempt: int) -> JobRecord | None:
+        """Mark the job running at `attempt` if its record says this attempt is to run;
+        None otherwise (then read it and `decide`). One statement: the decision and the
+        write at once. `decide` runs exactly the records this one matches: not finished,
+        not at a later attempt, not failed at this very attempt (poison is the
+        delivery's to judge, before). A delivery proves the job was published."""
+        return await self._update(
+            job_id,
+            "SET status = 'running', attempts = $3, published = 1"
+            " WHERE id = $1 AND attempts <= $3 AND status IN ('queued', 'running', 'failed')"
+            " AND NOT (status = 'failed' AND attempts = $3)",
+            attempt,
         )
 
     async def mark_succeeded(self, job_id: str, attempt: int, result: Any) -> JobRecord | None:

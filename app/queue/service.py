@@ -4,10 +4,10 @@ Accepting a job (`submit`): an `Idempotency-Key` is bound to a job id first
 (on the key's shard); then the job's record is written, queued and
 unpublished (on the id's shard) — from this moment the job is *accepted* and
 will run. Then, still in the request, the message is published through the
-`amqp` guard and the broker's confirm awaited; only then is the record marked
-published. If publishing fails or the guard refuses (broker down), the
-request still succeeds: the record is in the outbox and the relay publishes
-it when it can.
+`amqp` guard and the broker's confirm awaited; the record is then marked
+published with others, after the response (`app.queue.published`). If
+publishing fails or the guard refuses (broker down), the request still
+succeeds: the record is in the outbox and the relay publishes it when it can.
 
 Plugins submit jobs the same way, with the same checks:
 
@@ -30,6 +30,7 @@ from app.core.guard import Guard, Refused, call_guarded
 from app.queue.backend import QueueBackend, QueueUnavailable
 from app.queue.job_events import JobEvent
 from app.queue.metrics import QueueMetrics
+from app.queue.published import PublishedMarks
 from app.queue.records import JobRecord, JobStore, fingerprint
 from app.queue.settings import QueueSettings
 from app.queue.submission import JobRequest, Rejected, validate
@@ -82,6 +83,7 @@ class JobQueue:
         self.metrics = metrics
         self.clock = clock
         self.status = QueueStatus()
+        self.marks = PublishedMarks(store)
         # The request that accepted a job publishes it; relays keep off it this long.
         self.publish_window = amqp.publish_timeout + 5.0
 
@@ -161,12 +163,8 @@ class JobQueue:
         except QueueUnavailable as exc:
             log.debug("job %s not published now: %s", record.id, exc)
             return False
-        try:
-            await self.store.mark_published(record.id)
-        except ShardUnavailable as exc:
-            # Published but not marked: the relay will publish it once more; the
-            # consumer recognises the duplicate from the record.
-            log.warning("job %s published but not marked so: %s", record.id, exc)
+        # Marked with others, unawaited: the job is accepted either way (published.py).
+        self.marks.add(record.id)
         return True
 
     async def notify(self, record: JobRecord) -> None:
