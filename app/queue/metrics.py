@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge
 
+from app.core.loop_metrics import LoopCounter, LoopHistogram
 from app.queue.tasks import TaskRegistry
 
 UNREGISTERED = "unregistered"  # the task label of names this instance does not know
@@ -34,13 +35,14 @@ class QueueMetrics:
         self.tasks = tasks
         # keel_jobs_total summed over tasks, as plain numbers: the dashboard's rates by status.
         self.by_status: dict[str, int] = {}
-        self.jobs = Counter(
+        # Updated for every job: plain numbers on the event loop (app/core/loop_metrics.py).
+        self.jobs = LoopCounter(
             "keel_jobs",
             "Job status changes recorded by this instance, by task and new status.",
             ("task", "status"),
             registry=registry,
         )
-        self.duration = Histogram(
+        self.duration = LoopHistogram(
             "keel_job_duration_seconds",
             "How long job attempts ran, by task.",
             ("task",),

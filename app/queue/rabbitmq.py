@@ -9,7 +9,8 @@ answering (a dead route) is otherwise only noticed by heartbeats.
 
 Deliveries are handed to the consumer through a local buffer (at most
 `prefetch` unacked); one whose channel died on the way is skipped — the
-broker delivers it again on the new connection.
+broker delivers it again on the new connection. Acks of one loop turn leave
+together, as one multiple ack where that is safe (`app.queue.acks`).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
+from aiormq.abc import AbstractConnection, DeliveredMessage
 from aiormq.exceptions import PublishError
 from pamqp import commands as spec
 
 from app.config import AmqpSettings
+from app.queue.acks import ChannelAcks
 from app.queue.amqp_link import AMQP_ERRORS, BrokerLink, describe
 from app.queue.backend import (
     DeadLetter,
@@ -60,22 +62,22 @@ class _BrokerDelivery(Delivery):
     def __init__(
         self,
         backend: RabbitQueue,
-        channel: AbstractChannel,
+        acks: ChannelAcks,
         tag: int,
         message: JobMessage,
         redeliveries: int,
     ) -> None:
         self._backend = backend
-        self.channel = channel
+        self._acks = acks
+        self.channel = acks.channel
         self._tag = tag
         self.message = message
         self.redeliveries = redeliveries
 
     async def ack(self) -> None:
-        try:
-            await self.channel.basic_ack(self._tag)
-        except AMQP_ERRORS as exc:
-            raise QueueUnavailable(f"cannot ack job {self.message.id}: {describe(exc)}") from exc
+        if self.channel.is_closed:
+            raise QueueUnavailable(f"cannot ack job {self.message.id}: its channel is closed")
+        self._acks.ack(self._tag)  # with this turn's others (app/queue/acks.py)
 
     async def retry(self, message: JobMessage, delay: float) -> None:
         await self._backend.publish(message, delay)
@@ -97,6 +99,7 @@ class _BrokerDelivery(Delivery):
         try:
             await self._backend.publish(self.message)
         except QueueUnavailable:
+            self._acks.released(self._tag)
             with contextlib.suppress(*AMQP_ERRORS):
                 await self.channel.basic_nack(self._tag, requeue=True)
             return
@@ -128,6 +131,7 @@ class RabbitQueue(QueueBackend):
         )
         self._deliveries: asyncio.Queue[_BrokerDelivery | None] = asyncio.Queue()
         self._declared: dict[str, float] = {}  # delay queue -> when last declared
+        self._acks: ChannelAcks | None = None  # the consumer channel's
 
     @property
     def connected(self) -> bool:
@@ -161,6 +165,8 @@ class RabbitQueue(QueueBackend):
         await self.link.open()
 
     async def close(self) -> None:
+        if self._acks is not None:
+            await self._acks.close()
         await self.link.close()
 
     # --- publishing ------------------------------------------------------------------
@@ -220,6 +226,7 @@ class RabbitQueue(QueueBackend):
                 mandatory=True,
                 properties=properties,
                 timeout=self.settings.publish_timeout,
+                wait=False,  # the confirm is awaited: no need to wait for the socket write too
             )
         except PublishError as exc:
             self._declared.pop(queue, None)
@@ -270,7 +277,11 @@ class RabbitQueue(QueueBackend):
         headers = delivered.header.properties.headers or {}
         count = headers.get("x-delivery-count")  # quorum queues count returns
         redeliveries = count if isinstance(count, int) else int(bool(delivery.redelivered))
-        self._deliveries.put_nowait(_BrokerDelivery(self, channel, tag, message, redeliveries))
+        acks = self._acks
+        if acks is None or acks.channel is not channel:  # a new consumer channel
+            acks = self._acks = ChannelAcks(channel)
+        acks.delivered(tag)
+        self._deliveries.put_nowait(_BrokerDelivery(self, acks, tag, message, redeliveries))
 
     async def receive(self) -> Delivery:
         while True:

@@ -23,10 +23,11 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from app.core.config_schema import redact_url
 from app.core.guard import Guard
+from app.core.loop_metrics import LoopCounter, LoopHistogram
 from app.core.outage import Outage
 from app.sharding.backend import Queries, Row, ShardBackend, ShardUnavailable
 from app.sharding.placement import Placement
@@ -37,18 +38,20 @@ log = logging.getLogger("keel.sharding")
 
 
 class ShardMetrics:
+    """Updated on every query: plain numbers on the event loop (app/core/loop_metrics.py)."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.queries = Counter(
+        self.queries = LoopCounter(
             "keel_shard_queries", "Queries sent to each shard.", ("shard",), registry=registry
         )
-        self.duration = Histogram(
+        self.duration = LoopHistogram(
             "keel_shard_query_duration_seconds",
             "Shard query latency.",
             ("shard",),
             registry=registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
-        self.transactions = Counter(
+        self.transactions = LoopCounter(
             "keel_shard_transactions",
             "Write transactions committed on each shard (a group commit counts once).",
             ("shard",),
