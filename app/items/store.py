@@ -1,16 +1,15 @@
 """Items on the shards: each item lives on the shard that owns its id.
 
 Writes are single-shard transactions; an optimistic version check makes
-conflicting conditional writes safe (exactly one wins). A list reads the next
-page from every shard in id order and merges them, so a page is one stable
-order across all shards; if a shard cannot answer, the list fails naming it
-rather than returning a silently partial page.
+conflicting conditional writes safe (exactly one wins). A list reads about
+each shard's share of the next page from every shard at once and merges them
+by id (`app.items.listing`), so a page is one stable order across all shards;
+if a shard cannot answer, the list fails naming it rather than returning a
+silently partial page.
 """
 
 from __future__ import annotations
 
-import asyncio
-import heapq
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +17,14 @@ from typing import Any
 from aiohttp import web
 
 from app.core.events import EventHook
+from app.items.listing import merged_page
 from app.items.model import IdGenerator, ItemEvent, ItemInput, item_from_row, now_iso
+from app.sharding.backend import Row
 from app.sharding.shards import ShardSet
 
 _COLUMNS = "id, name, price, tags, version, created_at, updated_at"
+_FIRST = f"SELECT {_COLUMNS} FROM items ORDER BY id LIMIT $1"
+_AFTER = f"SELECT {_COLUMNS} FROM items WHERE id > $1 ORDER BY id LIMIT $2"
 
 
 class Conflict(Exception):
@@ -125,14 +128,15 @@ class ItemStore:
 
     async def list(self, limit: int, after: str | None) -> Page:
         """The next `limit` items in id order across every shard, after id `after`."""
-        sql = f"SELECT {_COLUMNS} FROM items"
-        sql += (
-            " WHERE id > $1 ORDER BY id LIMIT $2" if after is not None else " ORDER BY id LIMIT $1"
-        )
-        args: tuple[Any, ...] = (after, limit + 1) if after is not None else (limit + 1,)
-        # Every shard is asked at once; one that cannot answer fails the page.
-        pages = await asyncio.gather(*(shard.fetch(sql, *args) for shard in self.shards))
-        merged = list(heapq.merge(*pages, key=lambda row: row["id"].encode()))
+        shards = self.shards.shards
+
+        async def fetch(index: int, since: str | None, count: int) -> list[Row]:
+            # A shard that cannot answer fails the page (gathered: at once).
+            if since is None:
+                return await shards[index].fetch(_FIRST, count)
+            return await shards[index].fetch(_AFTER, since, count)
+
+        merged = await merged_page(fetch, len(shards), limit + 1, after)
         rows = merged[:limit]
         more = len(merged) > limit
         return Page(

@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
+from aiormq import Channel
 from aiormq.abc import AbstractConnection, DeliveredMessage
 from aiormq.exceptions import PublishError
 from pamqp import commands as spec
@@ -212,6 +213,7 @@ class RabbitQueue(QueueBackend):
         self, queue: str, message: JobMessage, headers: dict[str, Any] | None = None
     ) -> None:
         channel = self.link.require_publisher()
+        assert isinstance(channel, Channel)  # the concrete one takes wait=
         properties = spec.Basic.Properties(
             delivery_mode=2,  # persistent
             content_type="application/json",
