@@ -1,17 +1,29 @@
-"""A PostgreSQL shard through an asyncpg pool, with short timeouts."""
+"""A PostgreSQL shard through an asyncpg pool, with short timeouts.
+
+Single-statement writes go through group commit (`app.sharding.group_commit`):
+the writes of one event-loop turn, and those sent while a batch runs, are one
+transaction on one pooled connection — one commit (one WAL flush) for the
+batch. asyncpg sends a connection's statements one after another (it cannot
+pipeline different statements), so a batch is kept short (`MAX_BATCH`). A
+statement that fails rolls its batch back; each statement of it then runs
+again on its own, so only the failing ones fail. Reads use the pool directly,
+any number at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
 
 from app.sharding.backend import Queries, Row, ShardBackend, ShardUnavailable
+from app.sharding.group_commit import Closed, GroupCommit, Rows, Statement
 
 _SCHEMA_LOCK = 0x6B65656C  # "keel": the advisory lock id that serializes migrations
+MAX_BATCH = 32  # statements in one write transaction (each one round trip)
 
 # What asyncpg raises when the server cannot answer now (as opposed to bad SQL).
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -26,6 +38,17 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+def _classified(shard: str, exc: BaseException) -> BaseException:
+    """What a failed statement tells its caller: `ShardUnavailable`, or the error itself."""
+    if isinstance(exc, _UNAVAILABLE) or (
+        isinstance(exc, asyncpg.exceptions.InterfaceError) and "clos" in str(exc).lower()
+    ):
+        unavailable = ShardUnavailable(shard, str(exc) or type(exc).__name__)
+        unavailable.__cause__ = exc
+        return unavailable
+    return exc
+
+
 @contextmanager
 def _translated(shard: str) -> Iterator[None]:
     try:
@@ -38,6 +61,23 @@ def _translated(shard: str) -> Iterator[None]:
         if "clos" in str(exc).lower():
             raise ShardUnavailable(shard, str(exc)) from exc
         raise
+
+
+# What one statement can fail with: the server's errors, asyncpg's argument checks, the link.
+_STATEMENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.DataError,
+    ValueError,
+    TypeError,
+    OverflowError,
+    *_UNAVAILABLE,
+)
+
+
+async def _rows(connection: asyncpg.Connection, statement: Statement) -> Rows:
+    records = await connection.fetch(statement.sql, *statement.args)
+    return [dict(record) for record in records]
 
 
 class _Connection(Queries):
@@ -76,8 +116,10 @@ class PostgresBackend(ShardBackend):
         self.connect_timeout = connect_timeout
         self.query_timeout = query_timeout
         self._pool: asyncpg.Pool | None = None
+        self.writes = GroupCommit(f"{shard} writes", self._run_writes, max_batch=MAX_BATCH)
 
     async def open(self) -> None:
+        self.writes = GroupCommit(f"{self.shard} writes", self._run_writes, max_batch=MAX_BATCH)
         with _translated(self.shard):
             self._pool = await asyncpg.create_pool(
                 self.dsn,
@@ -88,6 +130,7 @@ class PostgresBackend(ShardBackend):
             )
 
     async def close(self) -> None:
+        await self.writes.close()  # writes already taken run before the pool closes
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -108,10 +151,53 @@ class PostgresBackend(ShardBackend):
         return await _Connection(self.shard, self._require()).execute(sql, *args)
 
     async def write(self, sql: str, *args: Any) -> list[Row]:
-        # A pool statement runs in autocommit: one round trip, no BEGIN/COMMIT.
-        rows = await _Connection(self.shard, self._require()).fetch(sql, *args)
-        self.on_commit(1)
-        return rows
+        try:
+            return await self.writes.run(sql, *args)
+        except Closed as exc:
+            raise ShardUnavailable(self.shard, "closing") from exc
+
+    async def _run_writes(self, statements: Sequence[Statement]) -> list[Rows | BaseException]:
+        pool = self._require()
+        with _translated(self.shard):
+            connection = await pool.acquire(timeout=self.connect_timeout)
+        try:
+            if len(statements) > 1:
+                try:
+                    async with connection.transaction():
+                        outcomes: list[Rows | BaseException] = [
+                            await _rows(connection, statement) for statement in statements
+                        ]
+                except _STATEMENT_ERRORS as exc:
+                    if isinstance(_classified(self.shard, exc), ShardUnavailable):
+                        raise _classified(self.shard, exc) from exc
+                    # Rolled back: run each on its own, so that only the failing ones fail.
+                else:
+                    self.on_commit(1)
+                    return outcomes
+            return await self._one_by_one(connection, statements)
+        finally:
+            await pool.release(connection)
+
+    async def _one_by_one(
+        self, connection: asyncpg.Connection, statements: Sequence[Statement]
+    ) -> list[Rows | BaseException]:
+        """Each statement in autocommit; once the shard stops answering, the rest fail unrun."""
+        outcomes: list[Rows | BaseException] = []
+        down: BaseException | None = None
+        for statement in statements:
+            if down is not None:
+                outcomes.append(down)
+                continue
+            try:
+                outcomes.append(await _rows(connection, statement))
+            except _STATEMENT_ERRORS as exc:
+                outcome = _classified(self.shard, exc)
+                if isinstance(outcome, ShardUnavailable):
+                    down = outcome
+                outcomes.append(outcome)
+            else:
+                self.on_commit(1)
+        return outcomes
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:

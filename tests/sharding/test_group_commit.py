@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.sharding.backend import ShardUnavailable
+from app.sharding.backend import ShardBackend, ShardUnavailable
 from app.sharding.group_commit import Closed, GroupCommit, Statement
 from app.sharding.sqlite import SQLiteBackend
 
@@ -237,3 +237,55 @@ async def test_a_runner_that_breaks_its_promise_fails_the_batch_not_the_callers_
     group = GroupCommit("broken", short)
     with pytest.raises(RuntimeError, match="0 outcomes for 1"):
         await group.run("SELECT 1")
+
+
+# -- both dialects: the same promises on PostgreSQL ------------------------------------------
+
+
+@pytest.fixture
+async def either(backend: ShardBackend) -> ShardBackend:
+    """An opened backend of each dialect (tests/sharding/conftest.py) with the table."""
+    async with backend.transaction() as tx:
+        await tx.execute(CREATE)
+    return backend
+
+
+async def test_on_either_dialect_one_transaction_per_batch_and_failures_stay_their_own(
+    either: ShardBackend,
+) -> None:
+    commits: list[int] = []
+    either.on_commit = commits.append
+    await either.write(INSERT, "taken", 0)
+    commits.clear()
+    outcomes = await asyncio.gather(
+        *(either.write(INSERT, f"p{n}", n) for n in range(5)),
+        either.write(INSERT, "taken", 9),
+        either.write(INSERT, "p5", 5),
+        return_exceptions=True,
+    )
+    assert outcomes[:5] == [[{"id": f"p{n}", "n": n}] for n in range(5)]
+    assert isinstance(outcomes[5], Exception)
+    assert not isinstance(outcomes[5], ShardUnavailable)  # a constraint: the shard answered
+    assert outcomes[6] == [{"id": "p5", "n": 5}]
+    rows = await either.fetch("SELECT id, n FROM t ORDER BY id")
+    assert rows == [
+        {"id": "p0", "n": 0},
+        *[{"id": f"p{n}", "n": n} for n in range(1, 6)],
+        {"id": "taken", "n": 0},
+    ]
+    if either.dialect == "sqlite":
+        assert commits == [1]  # savepoints: the batch commits once
+    else:
+        assert sum(commits) == 6  # rolled back, then each on its own
+
+
+async def test_on_either_dialect_close_runs_the_writes_already_taken(
+    either: ShardBackend,
+) -> None:
+    writes = [asyncio.create_task(either.write(INSERT, f"q{n}", n)) for n in range(40)]
+    await asyncio.sleep(0)
+    group = either.writes  # type: ignore[attr-defined]
+    await group.close()
+    assert [await task for task in writes] == [[{"id": f"q{n}", "n": n}] for n in range(40)]
+    with pytest.raises(ShardUnavailable):
+        await either.write(INSERT, "after-close", 0)
