@@ -28,6 +28,7 @@ from app.metrics import registry_of
 from app.plugins import BasePlugin, Readiness, SettingsOf
 from app.sharding import SHARDS, ShardingSettings, ShardUnavailable
 from app.sharding.factory import build_shards
+from app.sharding.group_commit import GroupCommit
 from app.sharding.migrations import MigrationError, migrate, schema_version
 from app.sharding.shards import Shard
 
@@ -151,6 +152,7 @@ class ShardingPlugin(BasePlugin):
                     "queries": s.queries,
                     "query_seconds": round(s.query_seconds, 6),
                     "logical_shards": count,
+                    "group_commit": _group_commit(s.backend.writes),
                 }
                 for s, count in zip(
                     self.shards, self.shards.placement.logical_counts(), strict=True
@@ -163,3 +165,19 @@ class ShardingPlugin(BasePlugin):
 
     def openapi_schemas(self) -> dict[str, Any]:
         return {"Item": items_openapi.ITEM_SCHEMA}
+
+
+def _group_commit(group: GroupCommit | None) -> dict[str, Any] | None:
+    """How the shard's writes were batched: write transactions, statements, the largest."""
+    if group is None:
+        return None
+    stats = group.stats
+    return {
+        "batches": stats.batches,
+        "statements": stats.statements,
+        "per_batch": round(stats.statements / stats.batches, 2) if stats.batches else None,
+        "largest": stats.largest,
+        "pending": group.pending,
+        "withdrawn": stats.withdrawn,
+        "failed": stats.failed,
+    }

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 
 from app.errors import DependencyDown
+from app.sharding.group_commit import GroupCommit
 
 Row = dict[str, Any]
 
@@ -59,6 +60,8 @@ class ShardBackend(Queries):
     dialect: ClassVar[str]
     # Called with the number of write transactions committed (the shard's metrics set it).
     on_commit: Callable[[int], None] = staticmethod(lambda count: None)
+    # Single-statement writes go through it (`write`): see app/sharding/group_commit.py.
+    writes: GroupCommit | None = None
 
     @abstractmethod
     async def open(self) -> None:

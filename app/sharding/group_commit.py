@@ -65,7 +65,7 @@ class Closed(Exception):
 class _Pending:
     statement: Statement
     future: asyncio.Future[Rows]
-    started: bool = False
+    batch: asyncio.Future[None] | None = None  # set once its batch has begun: done when it ends
 
 
 @dataclass
@@ -114,45 +114,43 @@ class GroupCommit:
                 self._drain(), name=f"keel.group-commit.{self.name}"
             )
         try:
-            return await asyncio.shield(pending.future)
+            return await pending.future
         except asyncio.CancelledError:
-            if not pending.started:
+            if pending.batch is None:
                 self._withdraw(pending)
-                raise
-            await self._settled(pending.future)
+            else:
+                await self._settled(pending.batch)
             raise
 
     def _withdraw(self, pending: _Pending) -> None:
         with contextlib.suppress(ValueError):
             self._waiting.remove(pending)
             self.stats.withdrawn += 1
-        if not pending.future.done():
-            pending.future.cancel()
 
-    async def _settled(self, future: asyncio.Future[Rows]) -> None:
+    async def _settled(self, batch: asyncio.Future[None]) -> None:
         """Wait (bounded) for a batch under way to end, whatever else cancels us meanwhile."""
         deadline = time.monotonic() + self.settle_timeout
-        while not future.done() and (left := deadline - time.monotonic()) > 0:
+        while not batch.done() and (left := deadline - time.monotonic()) > 0:
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([future], timeout=left)
-        if not future.done():
+                await asyncio.wait([batch], timeout=left)
+        if not batch.done():
             log.warning("%s: a cancelled caller gave up waiting for its batch", self.name)
-        elif not future.cancelled():
-            future.exception()  # seen: its caller is told CancelledError instead
 
     async def _drain(self) -> None:
         try:
             while self._waiting:
                 batch: list[_Pending] = []
+                ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 while self._waiting and len(batch) < self.max_batch:
                     pending = self._waiting.popleft()
-                    pending.started = True
+                    pending.batch = ended
                     batch.append(pending)
                 self._in_flight = len(batch)
                 try:
                     await self._run_batch(batch)
                 finally:
                     self._in_flight = 0
+                    ended.set_result(None)
         finally:
             self._task = None
 

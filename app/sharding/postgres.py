@@ -100,6 +100,7 @@ class _Connection(Queries):
 
 class PostgresBackend(ShardBackend):
     dialect = "postgresql"
+    writes: GroupCommit
 
     def __init__(
         self,
@@ -116,10 +117,20 @@ class PostgresBackend(ShardBackend):
         self.connect_timeout = connect_timeout
         self.query_timeout = query_timeout
         self._pool: asyncpg.Pool | None = None
-        self.writes = GroupCommit(f"{shard} writes", self._run_writes, max_batch=MAX_BATCH)
+        self.writes = self._group()
+
+    def _group(self) -> GroupCommit:
+        # A cancelled caller waits at most this for its batch (each statement has
+        # query_timeout; a batch is short).
+        return GroupCommit(
+            f"{self.shard} writes",
+            self._run_writes,
+            max_batch=MAX_BATCH,
+            settle_timeout=2 * self.query_timeout,
+        )
 
     async def open(self) -> None:
-        self.writes = GroupCommit(f"{self.shard} writes", self._run_writes, max_batch=MAX_BATCH)
+        self.writes = self._group()
         with _translated(self.shard):
             self._pool = await asyncpg.create_pool(
                 self.dsn,

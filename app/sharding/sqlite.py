@@ -138,6 +138,8 @@ class _Transaction(Queries):
 class SQLiteBackend(ShardBackend):
     dialect = "sqlite"
 
+    writes: GroupCommit
+
     def __init__(
         self,
         shard: str,
@@ -153,8 +155,13 @@ class SQLiteBackend(ShardBackend):
         self._writer: SQLiteConnection | None = None
         self._reader: SQLiteConnection | None = None
         self._write_lock = asyncio.Lock()
-        self.writes = GroupCommit(f"{shard} writes", self._run_writes)
-        self.reads = GroupCommit(f"{shard} reads", self._run_reads)
+        self.writes = self._group("writes", self._run_writes)
+        self.reads = self._group("reads", self._run_reads)
+
+    def _group(self, role: str, runner: Callable[..., Any]) -> GroupCommit:
+        # A cancelled caller waits at most this for its batch: the busy timeout bounds
+        # how long a batch waits for the file, and a statement runs well within it.
+        return GroupCommit(f"{self.shard} {role}", runner, settle_timeout=2 * self.busy_timeout)
 
     async def _connect(self, role: str) -> SQLiteConnection:
         connection = SQLiteConnection(
@@ -174,8 +181,8 @@ class SQLiteBackend(ShardBackend):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ShardUnavailable(self.shard, f"cannot create {self.path.parent}: {exc}") from exc
-        self.writes = GroupCommit(f"{self.shard} writes", self._run_writes)
-        self.reads = GroupCommit(f"{self.shard} reads", self._run_reads)
+        self.writes = self._group("writes", self._run_writes)
+        self.reads = self._group("reads", self._run_reads)
         self._writer = await self._connect("writer")
         self._reader = await self._connect("reader")
 
