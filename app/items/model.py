@@ -121,16 +121,12 @@ def validate(body: Any, schema: Record = ITEM_INPUT) -> ItemInput:
 
 
 def item_from_row(row: dict[str, Any]) -> dict[str, Any]:
-    """The JSON shape of a stored row."""
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "price": float(row["price"]),  # SQLite RETURNING gives 999 for a stored 999.0
-        "tags": loads(row["tags"]),
-        "version": row["version"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-    }
+    """The JSON shape of a stored row (selected as `id, name, price, tags, version,
+    created_at, updated_at`), made in place: the row is the caller's own, and a list
+    page converts dozens of them."""
+    row["price"] = float(row["price"])  # SQLite RETURNING gives 999 for a stored 999.0
+    row["tags"] = loads(row["tags"])
+    return row
 
 
 def item_cache_key(item_id: str) -> str:

@@ -27,7 +27,9 @@ class QueueSettings:
 
     - `name`: prefix of the queues (`<name>.jobs`, `<name>.dead`, `<name>.delay.<ms>`).
     - `consume`: does `run.py serve` run consumers too (`run.py worker` always does).
-    - `prefetch`: deliveries RabbitMQ sends one consumer before it acks any.
+    - `prefetch`: deliveries one consumer holds ahead of the jobs it runs (RabbitMQ's
+      prefetch; the embedded queue claims up to this many at once); their records are
+      written meanwhile.
     - `max_attempts`: attempts of a job before it is dead (a job may ask for fewer or more).
     - `backoff`, `max_backoff`: retry n (n = 0, 1, …) waits `backoff` * 2^n, at most `max_backoff`.
     - `task_timeout`: the timeout of a task that declares none.
