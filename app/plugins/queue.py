@@ -125,7 +125,8 @@ class QueuePlugin(BasePlugin):
             return RabbitQueue(
                 amqp,
                 Topology(self.settings.name),
-                prefetch=self.settings.prefetch,
+                # Unacked at most: the jobs running, and `prefetch` more held meanwhile.
+                prefetch=self.config.worker.concurrency + self.settings.prefetch,
                 # The broker's limit is a backstop behind ours (decision.py), which
                 # records the job as dead first; either way it is dead-lettered.
                 delivery_limit=self.settings.delivery_limit + 2,

@@ -27,9 +27,10 @@ class QueueSettings:
 
     - `name`: prefix of the queues (`<name>.jobs`, `<name>.dead`, `<name>.delay.<ms>`).
     - `consume`: does `run.py serve` run consumers too (`run.py worker` always does).
-    - `prefetch`: deliveries one consumer holds ahead of the jobs it runs (RabbitMQ's
-      prefetch; the embedded queue claims up to this many at once); their records are
-      written meanwhile.
+    - `prefetch`: deliveries one consumer holds beyond the jobs it runs (RabbitMQ's
+      prefetch is `[worker] concurrency` + this; the embedded queue claims up to this
+      many at once); their records are written meanwhile, so it is also how deep the
+      consumer's pipeline is.
     - `max_attempts`: attempts of a job before it is dead (a job may ask for fewer or more).
     - `backoff`, `max_backoff`: retry n (n = 0, 1, …) waits `backoff` * 2^n, at most `max_backoff`.
     - `task_timeout`: the timeout of a task that declares none.
@@ -46,7 +47,7 @@ class QueueSettings:
 
     name: str = field(default="keel", metadata=check(_queue_name))
     consume: bool = True
-    prefetch: int = field(default=16, metadata=check(positive))
+    prefetch: int = field(default=64, metadata=check(positive))
     max_attempts: int = field(default=5, metadata=check(_attempts))
     backoff: float = field(default=1.0, metadata=check(not_negative))
     max_backoff: float = field(default=3600.0, metadata=check(not_negative))

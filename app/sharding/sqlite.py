@@ -5,8 +5,8 @@ the writer and a reader that sees only committed data, concurrently with the
 writer thanks to WAL. Single-statement writes (`write`) go through the
 writer's group commit: those of one event-loop turn, and those sent while a
 transaction commits, run as the next transaction — one thread hop and one
-WAL sync for the batch, a savepoint per statement so that one failing
-statement fails only its own caller. Reads of one turn share one hop to the
+WAL sync for the batch; a failing statement is undone on its own and fails
+only its own caller. Reads of one turn share one hop to the
 reader the same way. A multi-statement `transaction()` holds the writer
 alone (a lock, which batches take too) and costs one hop per statement.
 """
@@ -69,7 +69,15 @@ def _fetch(sql: str, args: Sequence[Any]) -> Callable[[sqlite3.Connection], list
 
 
 def _write_batch(shard: str, statements: Sequence[Statement]) -> Callable[..., list[_Outcome]]:
-    """One transaction for the batch, a savepoint per statement (run on the writer's thread)."""
+    """One transaction for the batch (run on the writer's thread).
+
+    A statement that fails (a constraint, bad SQL) is undone by SQLite on its
+    own — the transaction stays active and the others go on. Errors that may
+    roll the whole transaction back (a full disk, an I/O error) leave no
+    transaction behind: then nothing of the batch is committed, and it fails as
+    a whole. No savepoints: each statement sent costs the thread the GIL again,
+    which a busy event loop holds.
+    """
 
     def run(connection: sqlite3.Connection) -> list[_Outcome]:
         if len(statements) == 1:  # alone: autocommit, which fails only it anyway
@@ -84,15 +92,13 @@ def _write_batch(shard: str, statements: Sequence[Statement]) -> Callable[..., l
         connection.execute("BEGIN IMMEDIATE")
         try:
             for statement in statements:
-                connection.execute("SAVEPOINT keel_write")
                 try:
                     rows = _rows(connection.execute(to_sqlite(statement.sql), statement.args))
                 except _STATEMENT_ERRORS as exc:
-                    connection.execute("ROLLBACK TO keel_write")
-                    connection.execute("RELEASE keel_write")
+                    if not connection.in_transaction:
+                        raise  # the whole transaction went with it
                     outcomes.append(_translated(shard, exc))
                 else:
-                    connection.execute("RELEASE keel_write")
                     outcomes.append(rows)
             connection.execute("COMMIT")
         except BaseException:
