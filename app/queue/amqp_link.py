@@ -262,11 +262,14 @@ class BrokerLink:
 
     async def _watch(self) -> None:
         """Until the connection, a channel or our consumer is lost (or we stop)."""
+        def changed(_: asyncio.Future[Any]) -> None:
+            self._changed.set()
+
         while True:
             sources = [s for s in (self.connection, self.publisher, self.consumer) if s]
             observers = [source.closing for source in sources]
             for observer in observers:
-                observer.add_done_callback(lambda _: self._changed.set())
+                observer.add_done_callback(changed)
             try:
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
@@ -284,6 +287,9 @@ class BrokerLink:
                 await self._check()
             finally:
                 for observer in observers:
+                    # Unhooked first: our own cancelling must not count as a change (it
+                    # would wake the next round at once — a loop of broker checks).
+                    observer.remove_done_callback(changed)
                     observer.cancel()
 
     async def _disconnect(self) -> None:

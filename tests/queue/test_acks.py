@@ -1,6 +1,7 @@
 """Batched acks on a RabbitMQ consumer channel (`app.queue.acks`): a multiple ack never
 covers a delivery still unsettled. The frame choice is pure; one test runs it on the
-machine's broker and checks what the broker kept."""
+machine's broker and checks what the broker kept. And the broker link's watch stays
+quiet while nothing happens."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import aiormq
 from pamqp import commands as spec
 
 from app.queue.acks import ChannelAcks
+from app.queue.rabbitmq import RabbitQueue
+from app.queue.topology import Topology
+from tests.queue.test_backend_contract import amqp
 
 
 class _NoChannel:
@@ -89,3 +93,29 @@ async def test_batched_acks_settle_exactly_what_was_acked_on_the_broker(amqp_url
         await checker.queue_delete(queue)
     finally:
         await connection.close()
+
+
+async def test_an_idle_broker_link_checks_the_broker_only_every_few_seconds(
+    amqp_url: str, queue_name: str
+) -> None:
+    """The watch wakes on a lost connection, channel or consumer — not on its own
+    observers, which it cancels after each round (once, they woke it at once: a loop of
+    broker checks that kept a core a third busy while idle)."""
+    backend = RabbitQueue(amqp(amqp_url), Topology(queue_name), prefetch=4, delivery_limit=10)
+    checks = 0
+    check = backend.link._check
+
+    async def counted() -> None:
+        nonlocal checks
+        checks += 1
+        await check()
+
+    backend.link._check = counted  # type: ignore[method-assign]
+    await backend.open()
+    try:
+        await backend.start_consuming()
+        await asyncio.sleep(1.5)
+        assert backend.consuming
+        assert checks <= 2, f"{checks} broker checks in 1.5 s"
+    finally:
+        await backend.close()
