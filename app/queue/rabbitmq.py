@@ -20,7 +20,6 @@ import collections
 import contextlib
 import itertools
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
@@ -133,6 +132,7 @@ class RabbitQueue(QueueBackend):
         self._deliveries: asyncio.Queue[_BrokerDelivery | None] = asyncio.Queue()
         self._declared: dict[str, float] = {}  # delay queue -> when last declared
         self._acks: ChannelAcks | None = None  # the consumer channel's
+        self._publishes = itertools.count()
 
     @property
     def connected(self) -> bool:
@@ -218,7 +218,7 @@ class RabbitQueue(QueueBackend):
             delivery_mode=2,  # persistent
             content_type="application/json",
             # Unique per publish: aiormq matches returns to publishes by message_id.
-            message_id=f"{message.id}:{message.attempt}:{secrets.token_hex(4)}",
+            message_id=f"{message.id}:{message.attempt}:{next(self._publishes)}",
             headers=headers or {},
         )
         try:

@@ -35,7 +35,6 @@ _COLUMNS = (
     "id, task, args, status, attempts, max_attempts, result, error, idempotency_key,"
     " run_at, published, relay_until, version, created_at, updated_at"
 )
-_PUBLIC = ("id", "task", "status", "attempts", "result", "error", "created_at", "updated_at")
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,16 @@ class JobRecord:
 
     def public(self) -> dict[str, Any]:
         """The job as `GET /api/jobs/{id}` shows it."""
-        return {name: getattr(self, name) for name in _PUBLIC}
+        return {
+            "id": self.id,
+            "task": self.task,
+            "status": self.status,
+            "attempts": self.attempts,
+            "result": self.result,
+            "error": self.error,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
     def message(self, attempt: int = 1) -> JobMessage:
         return JobMessage(self.id, self.task, self.args, attempt, self.max_attempts)
