@@ -262,6 +262,7 @@ class BrokerLink:
 
     async def _watch(self) -> None:
         """Until the connection, a channel or our consumer is lost (or we stop)."""
+
         def changed(_: asyncio.Future[Any]) -> None:
             self._changed.set()
 
