@@ -51,6 +51,13 @@ class Gate:
         await self.open.wait()
         return await self.runner(statements)
 
+    async def hold(self, shard: SQLiteBackend, row_id: str) -> asyncio.Task:
+        """Start a write of `row_id` and hold its batch open (until `open` is set)."""
+        self.open.clear()
+        write = asyncio.create_task(shard.write(INSERT, row_id, 0))
+        await self.entered.wait()
+        return write
+
 
 async def ids(shard: SQLiteBackend) -> set[str]:
     return {row["id"] for row in await shard.fetch("SELECT id FROM t")}
@@ -72,9 +79,7 @@ async def test_writes_sent_while_a_batch_commits_go_together_in_the_next(
     shard: SQLiteBackend,
 ) -> None:
     gate = Gate(shard)
-    gate.open.clear()
-    first = asyncio.create_task(shard.write(INSERT, "first", 0))
-    await gate.entered.wait()
+    first = await gate.hold(shard, "first")
     later = [asyncio.create_task(shard.write(INSERT, f"b{n}", n)) for n in range(5)]
     await asyncio.sleep(0.01)
     gate.open.set()
@@ -124,9 +129,7 @@ async def test_a_caller_cancelled_before_its_batch_began_is_withdrawn(
     shard: SQLiteBackend,
 ) -> None:
     gate = Gate(shard)
-    gate.open.clear()
-    first = asyncio.create_task(shard.write(INSERT, "e0", 0))
-    await gate.entered.wait()
+    first = await gate.hold(shard, "e0")
     doomed = asyncio.create_task(shard.write(INSERT, "e-cancelled", 1))
     kept = asyncio.create_task(shard.write(INSERT, "e2", 2))
     await asyncio.sleep(0.01)  # both wait for the next batch
@@ -165,9 +168,7 @@ async def test_close_with_writes_pending_runs_every_one_and_then_refuses(
     shard: SQLiteBackend,
 ) -> None:
     gate = Gate(shard)
-    gate.open.clear()
-    in_flight = asyncio.create_task(shard.write(INSERT, "g0", 0))
-    await gate.entered.wait()
+    in_flight = await gate.hold(shard, "g0")
     waiting = [asyncio.create_task(shard.write(INSERT, f"g{n}", n)) for n in range(1, 4)]
     failing = asyncio.create_task(shard.write(INSERT, "g0", 9))  # duplicate id: fails
     await asyncio.sleep(0.01)
