@@ -15,8 +15,9 @@ id, bytewise, on every dialect.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 from app.sharding.backend import Row
 
@@ -33,43 +34,31 @@ def first_ask(wanted: int, shards: int) -> int:
 
 
 async def merged_page(fetch: Fetch, shards: int, wanted: int, after: str | None) -> list[Row]:
-    """The first `wanted` rows after `after` across every shard, in id order."""
+    """The first `wanted` rows after `after` across every shard, in id order.
+
+    Ids compare as strings: code-point order is the order of their UTF-8 bytes,
+    bytewise, as the shards sort them."""
     ask = first_ask(wanted, shards)
     pages = list(await asyncio.gather(*(fetch(i, after, ask) for i in range(shards))))
     more = [len(page) == ask for page in pages]  # a full page: the shard may hold more
     heads = [0] * shards
+    # (id of the shard's next row, shard): the smallest on top.
+    heap = [(page[0]["id"], i) for i, page in enumerate(pages) if page]
+    heapq.heapify(heap)
     rows: list[Row] = []
-    while len(rows) < wanted:
-        refill = [i for i in range(shards) if heads[i] == len(pages[i]) and more[i]]
-        if refill:
-            # Nothing after a run-out shard's last row may be taken before it is asked again.
-            need = wanted - len(rows)
-            again = await asyncio.gather(
-                *(fetch(i, _last_id(pages[i], after), need) for i in refill)
-            )
-            for i, page in zip(refill, again, strict=True):
-                pages[i], heads[i], more[i] = page, 0, len(page) == need
-            continue
-        shard = _smallest(pages, heads)
-        if shard is None:
-            break  # every shard is exhausted
-        rows.append(pages[shard][heads[shard]])
+    while heap and len(rows) < wanted:
+        _, shard = heapq.heappop(heap)
+        page = pages[shard]
+        rows.append(page[heads[shard]])
         heads[shard] += 1
+        if heads[shard] == len(page) and more[shard]:
+            # Run out, and it may hold more: ask it again before anything after its
+            # last row can be taken (for no more than the page still needs).
+            need = wanted - len(rows)
+            if need == 0:
+                break
+            page = pages[shard] = await fetch(shard, str(page[-1]["id"]), need)
+            heads[shard], more[shard] = 0, len(page) == need
+        if heads[shard] < len(page):
+            heapq.heappush(heap, (page[heads[shard]]["id"], shard))
     return rows
-
-
-def _last_id(page: Sequence[Row], after: str | None) -> str | None:
-    return str(page[-1]["id"]) if page else after
-
-
-def _smallest(pages: Sequence[Sequence[Row]], heads: Sequence[int]) -> int | None:
-    """The shard whose next row has the smallest id, or None when none is left. Strings
-    compare by code point, which is the order of their UTF-8 bytes: bytewise, as SQL sorts."""
-    best: int | None = None
-    best_id = ""
-    for i, page in enumerate(pages):
-        if heads[i] < len(page):
-            row_id = page[heads[i]]["id"]
-            if best is None or row_id < best_id:
-                best, best_id = i, row_id
-    return best
