@@ -120,6 +120,8 @@ class GroupCommit:
                 self._withdraw(pending)
             else:
                 await self._settled(pending.batch)
+            if pending.future.done() and not pending.future.cancelled():
+                pending.future.exception()  # seen: the caller is told it was cancelled instead
             raise
 
     def _withdraw(self, pending: _Pending) -> None:

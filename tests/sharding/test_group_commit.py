@@ -285,7 +285,8 @@ async def test_on_either_dialect_close_runs_the_writes_already_taken(
 ) -> None:
     writes = [asyncio.create_task(either.write(INSERT, f"q{n}", n)) for n in range(40)]
     await asyncio.sleep(0)
-    group = either.writes  # type: ignore[attr-defined]
+    group = either.writes
+    assert group is not None
     await group.close()
     assert [await task for task in writes] == [[{"id": f"q{n}", "n": n}] for n in range(40)]
     with pytest.raises(ShardUnavailable):
