@@ -175,7 +175,9 @@ class QueuePlugin(BasePlugin):
                     if self.consumer is not None:
                         await self.consumer.drain(self.config.server.shutdown_timeout)
         finally:
-            await self.queue.marks.close()  # before the shards close (they are set up first)
+            # Before the backend and the shards close (the shards are set up first).
+            await self.queue.first_publishes.close(self.config.amqp.publish_timeout)
+            await self.queue.marks.close()
             await self.backend.close()
 
     async def drain(self, app: web.Application) -> None:
