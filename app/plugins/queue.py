@@ -175,9 +175,7 @@ class QueuePlugin(BasePlugin):
                     if self.consumer is not None:
                         await self.consumer.drain(self.config.server.shutdown_timeout)
         finally:
-            # Before the backend and the shards close (the shards are set up first).
-            await self.queue.first_publishes.close(self.config.amqp.publish_timeout)
-            await self.queue.marks.close()
+            await self.queue.marks.close()  # before the shards close (they are set up first)
             await self.backend.close()
 
     async def drain(self, app: web.Application) -> None:

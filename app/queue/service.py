@@ -3,11 +3,11 @@
 Accepting a job (`submit`): an `Idempotency-Key` is bound to a job id first
 (on the key's shard); then the job's record is written, queued and
 unpublished (on the id's shard) — from this moment the job is *accepted* and
-will run: the record is its own outbox entry. The request answers then; the
-message is published after it, through the `amqp` guard, its confirm
-awaited, and the record marked published with others
-(`app.queue.first_publish`, `app.queue.published`). If publishing fails or the
-guard refuses (broker down), the relay publishes the job when it can.
+will run. Then, still in the request, the message is published through the
+`amqp` guard and the broker's confirm awaited; the record is then marked
+published with others, after the response (`app.queue.published`). If
+publishing fails or the guard refuses (broker down), the request still
+succeeds: the record is in the outbox and the relay publishes it when it can.
 
 Plugins submit jobs the same way, with the same checks:
 
@@ -28,7 +28,6 @@ from app.config import AmqpSettings
 from app.core.events import EventHook
 from app.core.guard import Guard, Refused, call_guarded
 from app.queue.backend import QueueBackend, QueueUnavailable
-from app.queue.first_publish import FirstPublishes
 from app.queue.job_events import JobEvent
 from app.queue.metrics import QueueMetrics
 from app.queue.published import PublishedMarks
@@ -85,9 +84,8 @@ class JobQueue:
         self.clock = clock
         self.status = QueueStatus()
         self.marks = PublishedMarks(store)
-        # The instance that accepted a job publishes it; relays keep off it this long.
+        # The request that accepted a job publishes it; relays keep off it this long.
         self.publish_window = amqp.publish_timeout + 5.0
-        self.first_publishes = FirstPublishes(self._published_now, self._handed_to_relay)
 
     async def enqueue(
         self,
@@ -136,21 +134,15 @@ class JobQueue:
         if created:
             await self.notify(record)
             # The job is accepted: nothing from here on may fail the request.
-            self.first_publishes.start(record)
+            if await self.publish(record):
+                self.status.published_now += 1
+            else:
+                self.status.handed_to_relay += 1
+                try:
+                    await self.store.hand_to_relay(record.id)
+                except ShardUnavailable as exc:
+                    log.info("job %s waits for the relay's next pass: %s", record.id, exc)
         return Submission(record, created)
-
-    async def _published_now(self, record: JobRecord) -> bool:
-        published = await self.publish(record)
-        if published:
-            self.status.published_now += 1
-        return published
-
-    async def _handed_to_relay(self, record: JobRecord) -> None:
-        self.status.handed_to_relay += 1
-        try:
-            await self.store.hand_to_relay(record.id)
-        except ShardUnavailable as exc:
-            log.info("job %s waits for the relay's next pass: %s", record.id, exc)
 
     async def get(self, job_id: str) -> JobRecord | None:
         return await self.store.get(job_id)
