@@ -21,11 +21,15 @@ from app.config import Config
 from app.core import health, openapi
 from app.core.broadcast import BROADCAST, Broadcast
 from app.core.client_address import CLIENT_ADDRESSES, ClientAddressResolver
-from app.core.draining import close_connections_while_draining
 from app.core.lifecycle import LIFECYCLE, Lifecycle, Phase
 from app.core.logging_config import set_level
-from app.core.request_context import REQUEST_OBSERVERS, RequestObserver, request_middleware
-from app.core.request_id import RequestIds, add_request_id_header
+from app.core.request_context import (
+    REQUEST_OBSERVERS,
+    RequestObserver,
+    request_middleware,
+    response_groundwork,
+)
+from app.core.request_id import RequestIds
 from app.errors import TeardownError
 from app.plugins import PLUGINS, Plugin, resolve
 
@@ -125,8 +129,7 @@ def create_app(config: Config, *, role: Role = "serve") -> web.Application:
     app[CLIENT_ADDRESSES] = addresses
     app[BROADCAST] = Broadcast(lifecycle.instance.id)
     app[PLUGINS] = plugins
-    app.on_response_prepare.append(add_request_id_header)
-    app.on_response_prepare.append(close_connections_while_draining(lifecycle))
+    app.on_response_prepare.append(response_groundwork(lifecycle))
 
     health.add_routes(app, plugins)
     for plugin in plugins:

@@ -18,21 +18,14 @@ point, and the drain closes the sockets themselves with 1001.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import hdrs, web
 
 from app.core.lifecycle import Lifecycle, Phase
 
-ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
-
-def close_connections_while_draining(lifecycle: Lifecycle) -> ResponseHook:
-    """An `on_response_prepare` hook: `Connection: close` on every response during the drain."""
-
-    async def close_while_draining(request: web.Request, response: web.StreamResponse) -> None:
-        if lifecycle.phase is Phase.DRAINING and not isinstance(response, web.WebSocketResponse):
-            response.force_close()
-            response.headers[hdrs.CONNECTION] = "close"
-
-    return close_while_draining
+def close_if_draining(lifecycle: Lifecycle, response: web.StreamResponse) -> None:
+    """`Connection: close` on `response` while the instance drains (called as every response
+    is prepared, by the groundwork's hook: app/core/request_context.py)."""
+    if lifecycle.phase is Phase.DRAINING and not isinstance(response, web.WebSocketResponse):
+        response.force_close()
+        response.headers[hdrs.CONNECTION] = "close"

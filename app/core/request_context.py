@@ -14,20 +14,26 @@ cost (a call and a resumption per layer) where it pays for something.
   its final status — the error response's, for an exception; 499 when the
   client went away — and how long it took. An observer is a plain call, not
   a middleware layer of its own.
+
+And of every response, in one `on_response_prepare` hook (`response_groundwork`),
+for the responses the middleware never sees as they are prepared (streamed,
+WebSocket, aiohttp's own): the `X-Request-ID` header, and `Connection: close`
+while the instance drains (app/core/draining.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from app.core.client_address import CLIENT_ADDRESS, ClientAddressResolver
+from app.core.draining import close_if_draining
 from app.core.lifecycle import Lifecycle
-from app.core.request_id import RequestIds
+from app.core.request_id import RequestIds, add_request_id_header
 from app.errors import response_for
 
 # The status of a request whose client went away before its answer (nginx's convention).
@@ -84,3 +90,16 @@ def request_middleware(
 def _client_gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
+
+
+ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
+
+
+def response_groundwork(lifecycle: Lifecycle) -> ResponseHook:
+    """The `on_response_prepare` hook of every response (one hook: each costs a call)."""
+
+    async def prepare(request: web.Request, response: web.StreamResponse) -> None:
+        add_request_id_header(request, response)
+        close_if_draining(lifecycle, response)
+
+    return prepare

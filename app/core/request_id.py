@@ -51,8 +51,9 @@ class RequestIds:
         current_request_id.set(request_id)
 
 
-async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    """`on_response_prepare`: every response, streamed and WebSocket ones included."""
+def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """As every response is prepared, streamed and WebSocket ones included (called by the
+    groundwork's hook: app/core/request_context.py)."""
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
         response.headers[HEADER] = request_id
