@@ -25,6 +25,7 @@ from bench.fault_report.ledger import (
     Ledger,
     MessageCount,
     Request,
+    StaleRead,
     count_jobs,
     count_messages,
     stale_reads,
@@ -82,6 +83,20 @@ def label(request: Request) -> str:
     if request.status is None:
         return "no answer"
     return f"{request.status} {request.code}".strip()
+
+
+def _describe_stale(stale: StaleRead, window: Window) -> str:
+    """Where a stale read sat in time, relative to the fault's start (negative: before)."""
+
+    def at(t: float) -> str:
+        return f"{t - window.fault_start:+.3f} s"
+
+    read, newer = stale.read, stale.newer
+    return (
+        f"stale read of {read.item}: version {read.version} in {at(read.started)}..{at(read.ended)}"
+        f", version {newer.version} acknowledged at {at(newer.acked)} (fault from +0 to"
+        f" {at(window.fault_end)})"
+    )
 
 
 def row_for(
@@ -144,6 +159,8 @@ def row_for(
                 moments.append((min(told) if told else math.inf, "websocket"))
             elif arrived - message.acked > thresholds.message:
                 moments.append((arrived, "websocket"))
+    for read in stale:
+        notes = (*notes, _describe_stale(read, window))
     refused = sum(1 for t in ledger.refused if inside(t))
     if refused:
         notes = (*notes, f"{refused} WebSocket publish(es) refused: the publisher was told")
