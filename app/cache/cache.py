@@ -15,6 +15,12 @@ are replayed (and, after an outage, the backend told to distrust older values)
 this instance does not read the cache at all, so a value overwritten during a
 partition is never served after it heals. A background task heals as soon as
 the guard lets a call through.
+
+Instances heal one by one: another may be back on the cache while this one's
+guard still refuses Redis. So a writer does not wait for its guard: `delete`
+delivers the invalidation (and anything pending) past it before the write is
+acknowledged, and gives up only when an attempt begun after the write found
+Redis unreachable — then no instance can read the cache either.
 """
 
 from __future__ import annotations
@@ -122,6 +128,9 @@ class Cache:
         self._flush_all = False
         self._dirty = False
         self._healing = asyncio.Lock()
+        # Heal attempts so far, and the last one that found the backend unreachable.
+        self._heal_attempts = 0
+        self._last_unreachable_attempt = 0
         self.outage = Outage("cache backend", log)
         self.hits = 0
         self.misses = 0
@@ -138,14 +147,17 @@ class Cache:
 
     # -- guarded backend calls ------------------------------------------------
 
-    async def _call(self, op: Callable[[], Awaitable[R]]) -> R:
-        """Run one backend call through the guard; Bypass if refused or failed."""
+    async def _call(self, op: Callable[[], Awaitable[R]], *, past_the_guard: bool = False) -> R:
+        """Run one backend call through the guard; Bypass if refused or failed.
+        `past_the_guard`: without asking it (a success then counts as its probe)."""
         guard = self.guard
         if guard is None:
             return await op()
         errors = self.backend.errors
         try:
-            return await call_guarded(guard, op, errors)
+            if not past_the_guard:
+                return await call_guarded(guard, op, errors)
+            result = await op()
         except Refused:
             self._dirty = True  # an outage seen from here: values may have missed invalidations
             raise Bypass() from None
@@ -153,6 +165,8 @@ class Cache:
             self.outage.failed(exc, "bypassing the cache")
             self._dirty = True
             raise Bypass(failed=True) from exc
+        guard.probe_succeeded()
+        return result
 
     @property
     def usable(self) -> bool:
@@ -171,22 +185,42 @@ class Cache:
         if self.usable:
             return True
         async with self._healing:
-            if self.usable:
-                return True
-            try:
-                if self._flush_all:
-                    await self._call(self.backend.clear)
-                    self._flush_all = False
-                while self.pending:
-                    batch = list(itertools.islice(self.pending, 500))
-                    await self._call(partial(self.backend.delete, batch))
-                    self.pending.difference_update(batch)
-                await self._call(self.backend.distrust_older)
-            except Bypass:
-                return False
-            self._dirty = False
-            self.outage.recovered("invalidations replayed, older values distrusted")
-            return True
+            return self.usable or await self._heal_locked()
+
+    async def _heal_locked(self, *, past_the_guard: bool = False) -> bool:
+        self._heal_attempts += 1
+        attempt = self._heal_attempts
+        call = partial(self._call, past_the_guard=past_the_guard)
+        try:
+            if self._flush_all:
+                await call(self.backend.clear)
+                self._flush_all = False
+            while self.pending:
+                batch = list(itertools.islice(self.pending, 500))
+                await call(partial(self.backend.delete, batch))
+                self.pending.difference_update(batch)
+            await call(self.backend.distrust_older)
+        except Bypass as bypass:
+            if bypass.failed:
+                self._last_unreachable_attempt = attempt
+            return False
+        self._dirty = False
+        self.outage.recovered("invalidations replayed, older values distrusted")
+        return True
+
+    async def _deliver_now(self, keys: Iterable[str]) -> None:
+        """Deliver remembered invalidations before the writer answers, past the guard
+        (see the module's docstring). Writers queue on one attempt at a time; an attempt
+        begun after `keys` were remembered that could not reach the backend ends the wait
+        for every writer behind it, so a writer waits for two attempts at most."""
+        guard = self.guard
+        if guard is not None and guard.state == "forced_open":
+            return  # the operator keeps every call off Redis: so is every reader
+        remembered_at = self._heal_attempts
+        async with self._healing:
+            undelivered = self._flush_all or not self.pending.isdisjoint(keys)
+            if undelivered and self._last_unreachable_attempt <= remembered_at:
+                await self._heal_locked(past_the_guard=True)
 
     # -- the public API ---------------------------------------------------
 
@@ -209,20 +243,23 @@ class Cache:
             await self._call(lambda: self.backend.set(key, data, self._ttl_for(value, ttl)))
         except Bypass:
             self._remember([key])  # whatever was there may be older than `value`
+            await self._deliver_now([key])
             return False
         return True
 
     async def delete(self, *keys: str) -> None:
-        """Invalidate: never fails; what cannot be delivered now is delivered on recovery."""
+        """Invalidate: never fails. Delivered before it returns, past the guard if need be,
+        unless Redis cannot be reached; then it is delivered on recovery."""
         for key in keys:
             self._flights.pop(key, None)  # later readers must not join a read from before
-        if not self.usable:
-            self._remember(keys)
-            return
-        try:
-            await self._call(lambda: self.backend.delete(keys))
-        except Bypass:
-            self._remember(keys)
+        if self.usable:
+            try:
+                await self._call(lambda: self.backend.delete(keys))
+                return
+            except Bypass:
+                pass
+        self._remember(keys)
+        await self._deliver_now(keys)
 
     def _remember(self, keys: Iterable[str]) -> None:
         self.pending.update(keys)

@@ -167,3 +167,42 @@ async def test_a_partition_costs_no_errors_and_leaves_nothing_stale(
             seen_hit[name] = seen_hit[name] or cache_status == "keel; hit"
         await asyncio.sleep(0.02)
     assert a.app[CACHE].pending == set()
+
+
+async def test_a_write_acknowledged_before_its_instance_heals_is_not_read_stale_elsewhere(
+    shared_pg_shards: list[str], start_app: StartApp, private_redis: PrivateRedis
+) -> None:
+    """After an outage the instances heal one by one. Here b is back on the cache at
+    once while a's guard still refuses Redis (it saw failures): a write that a
+    acknowledges then must still reach the cache before its 200, or b serves the
+    version before it from a value it filled after healing."""
+    await empty_items(shared_pg_shards)
+    settings = {
+        "PLUGINS__ENABLED": CACHED,
+        "REDIS__URL": private_redis.url,
+        "REDIS__KEY_PREFIX": "keel-heal-order:",
+        "REDIS__SOCKET_TIMEOUT": "0.1",
+        "SHARDING__HEALTH_INTERVAL": "60",
+    }
+    # a: refuses Redis for a minute after a failure, and no heartbeat probes it meanwhile.
+    a = await start_app(
+        shared_pg_shards, **settings, REDIS__RETRY_AFTER="60", REDIS__HEARTBEAT_INTERVAL="60"
+    )
+    b = await start_app(shared_pg_shards, **settings, REDIS__RETRY_AFTER="0.05")
+    item_id = (await (await a.post("/api/items", json=LAMP)).json())["id"]
+
+    private_redis.pause()
+    for client in (a, b):
+        async with asyncio.timeout(10):
+            while (await read(client, item_id))[1] != "keel; fwd=bypass":
+                pass
+    private_redis.resume()
+    async with asyncio.timeout(10):  # b heals and fills version 1 again
+        while (await read(b, item_id))[1] != "keel; hit":  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    assert not a.app[CACHE].usable  # a has not healed: its guard still refuses
+
+    put = await a.put(f"/api/items/{item_id}", json={**LAMP, "price": 2.0})
+    assert put.status == 200
+    status, _, body = await read(b, item_id)
+    assert (status, body["version"]) == (200, 2), "b served the version a overwrote"
