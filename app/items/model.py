@@ -41,6 +41,9 @@ def new_id(now_ms: int | None = None, entropy: bytes | None = None) -> str:
     return _encode((ms << 80) | int.from_bytes(entropy or os.urandom(10), "big"))
 
 
+_IDS_PER_FETCH = 256
+
+
 class IdGenerator:
     """Ids that sort in the order this process made them, also within one millisecond.
 
@@ -52,10 +55,22 @@ class IdGenerator:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._last = 0
+        self._entropy = b""
+        self._taken = 0
+
+    def _random_bits(self) -> int:
+        """80 bits from the OS's generator, fetched for many ids at once: `os.urandom`
+        gives up the GIL, and with a shard's thread waiting for it the event loop then
+        waits its turn to get it back (7% of the loop's time per job, under py-spy)."""
+        if self._taken >= len(self._entropy):
+            self._entropy, self._taken = os.urandom(10 * _IDS_PER_FETCH), 0
+        start = self._taken
+        self._taken += 10
+        return int.from_bytes(self._entropy[start : start + 10], "big")
 
     def __call__(self) -> str:
         ms = int(self._clock() * 1000)
-        fresh = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+        fresh = (ms << 80) | self._random_bits()
         self._last = fresh if fresh >> 80 > self._last >> 80 else self._last + 1
         return _encode(self._last)
 
