@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry
 
 from app.breakers.breaker import Breaker
-from app.breakers.machine import Machine, Policy
 from app.cache.cache import Cache, CacheMetrics, CacheTimes
 from app.cache.memory import MemoryBackend
 from app.core.guard import MinimalGuard
+from tests.support.breakers import touchy_breaker
 from tests.support.clock import Clock
 
 
@@ -102,16 +102,7 @@ async def test_writers_share_the_attempts_while_the_backend_is_unreachable(clock
 async def test_an_operator_forced_open_breaker_keeps_invalidations_off_the_backend(
     clock: Clock,
 ) -> None:
-    policy = Policy(
-        failure_rate=50.0,
-        minimum_calls=1,
-        window=1,
-        open_seconds=1.0,
-        half_open_calls=1,
-        slow_call_seconds=5.0,
-        slow_call_rate=100.0,
-    )
-    breaker = Breaker(Machine("redis", policy, clock), clock)
+    breaker = touchy_breaker("redis", clock)
     backend = SwitchableBackend(clock)
     cache = cache_on(backend, breaker)
     await cache.set("item:1", {"version": 1})

@@ -6,9 +6,8 @@ import asyncio
 
 import pytest
 
-from app.breakers.breaker import Breaker
-from app.breakers.machine import Machine, Policy
 from app.core.guard import MinimalGuard, Refused, call_guarded
+from tests.support.breakers import touchy_breaker
 from tests.support.clock import Clock
 
 
@@ -115,16 +114,7 @@ async def test_call_guarded_records_failures_and_successes() -> None:
 
 async def test_a_cancelled_call_frees_its_half_open_trial_slot() -> None:
     clock = Clock()
-    policy = Policy(
-        failure_rate=50.0,
-        minimum_calls=1,
-        window=1,
-        open_seconds=1.0,
-        half_open_calls=1,
-        slow_call_seconds=5.0,
-        slow_call_rate=100.0,
-    )
-    breaker = Breaker(Machine("redis", policy, clock), clock)
+    breaker = touchy_breaker("redis", clock)
     breaker.record(False)  # opens
     clock.now += 1.0
     started = asyncio.Event()
