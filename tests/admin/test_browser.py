@@ -26,19 +26,10 @@ from app.core.lifecycle import LIFECYCLE
 from tests.admin.conftest import TOKEN, VIEWER, start_admin
 from tests.queue.conftest import submit, wait_for
 from tests.support.apps import ConfigFactory
+from tests.support.browser import open_browser
 from tests.support.polling import eventually
-from tests.support.services import REPO, free_port, service_missing
+from tests.support.services import REPO, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTEFACTS = Path(os.environ.get("KEEL_TEST_ARTEFACTS", REPO / "test-artefacts"))
 # Seconds of generated traffic before the screenshots (longer makes fuller charts).
 TRAFFIC_SECONDS = float(os.environ.get("KEEL_BROWSER_TRAFFIC_SECONDS", "5"))
@@ -55,24 +46,9 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 
 @pytest.fixture
-def chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        service_missing("chromium (Debian package chromium)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=chromium, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+async def browser() -> AsyncIterator[Any]:
+    async with open_browser() as browser:
+        yield browser
 
 
 class Watched:
