@@ -73,6 +73,9 @@ class Figures:
     end_to_end_p50: float
     end_to_end_p99: float
     transactions_per_job: float | None = None
+    # CPU time of the process doing the work (Keel; for bare, this script's client),
+    # per job: steadier than jobs/s on a shared machine, and what a change to Keel moves.
+    cpu_us_per_job: float | None = None
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -81,7 +84,12 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def figures(
-    jobs: int, elapsed: float, submits: Sequence[float], ends: Sequence[float], tx: float | None
+    jobs: int,
+    elapsed: float,
+    submits: Sequence[float],
+    ends: Sequence[float],
+    tx: float | None,
+    cpu_seconds: float,
 ) -> Figures:
     """Latencies in seconds in, milliseconds out."""
     return Figures(
@@ -91,7 +99,14 @@ def figures(
         percentile(ends, 0.5) * 1000,
         percentile(ends, 0.99) * 1000,
         tx,
+        cpu_seconds / jobs * 1e6,
     )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid`, all its threads (Linux `/proc`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(Exception):
@@ -153,15 +168,15 @@ async def bare_aiormq(jobs: int, concurrency: int) -> Figures:
                 if not isinstance(confirm, spec.Basic.Ack):
                     raise BenchError(f"bare publish not confirmed: {confirm!r}")
 
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), time.process_time()
         await asyncio.gather(*(publish(n) for n in range(jobs)))
         async with asyncio.timeout(RUN_TIMEOUT):
             await done.wait()
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_before
         assert consuming.consumer_tag is not None
         await consumer.basic_cancel(consuming.consumer_tag)
         await publisher.queue_delete(queue)
-        return figures(jobs, elapsed, submits, ends, None)
+        return figures(jobs, elapsed, submits, ends, None, cpu)
     finally:
         await connection.close()
 
@@ -170,7 +185,10 @@ async def bare_aiormq(jobs: int, concurrency: int) -> Figures:
 
 
 @contextlib.asynccontextmanager
-async def keel_server(name: str, work_dir: Path, env: dict[str, str]) -> AsyncIterator[str]:
+async def keel_server(
+    name: str, work_dir: Path, env: dict[str, str]
+) -> AsyncIterator[tuple[str, int]]:
+    """The server's URL and pid."""
     port = free_port()
     log = work_dir / f"{name}.log"
     settings = {
@@ -199,7 +217,7 @@ async def keel_server(name: str, work_dir: Path, env: dict[str, str]) -> AsyncIt
     url = f"http://127.0.0.1:{port}"
     try:
         await _wait_until_ready(proc, url, log)
-        yield url
+        yield url, proc.pid
         if proc.returncode is not None:
             raise BenchError(f"{name}: the server died under load:\n{_tail(log)}")
     finally:
@@ -286,14 +304,14 @@ async def keel(
     name: str, work_dir: Path, env: dict[str, str], jobs: int, concurrency: int
 ) -> Figures:
     """Jobs/s from the first submit until Keel has recorded every job succeeded."""
-    async with keel_server(name, work_dir, env) as url:
+    async with keel_server(name, work_dir, env) as (url, pid):
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
             await _run_jobs(session, url, WARMUP_JOBS, concurrency)
             transactions = await _counter(session, url, _TRANSACTIONS)
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), cpu_seconds(pid)
             submitted = await _run_jobs(session, url, jobs, concurrency)
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu_before
             transactions = await _counter(session, url, _TRANSACTIONS) - transactions
             ends = []
             for job in submitted:  # untimed: every job reads back as succeeded
@@ -303,7 +321,8 @@ async def keel(
                     raise BenchError(f"{name}: job {job.job_id} is {record}")
                 # updated_at has milliseconds: floor it at the 202's latency.
                 ends.append(max(_epoch(record["updated_at"]) - job.sent_at, job.latency))
-    return figures(jobs, elapsed, [job.latency for job in submitted], ends, transactions / jobs)
+    latencies = [job.latency for job in submitted]
+    return figures(jobs, elapsed, latencies, ends, transactions / jobs, cpu)
 
 
 async def _delete_queues(prefix: str) -> None:
@@ -360,17 +379,18 @@ async def run(args: argparse.Namespace) -> dict[str, list[Figures]]:
 
 COLUMNS = (
     f"{'scenario':<14} {'jobs/s':>9} {'vs bare':>8} {'submit p50':>11} {'p99':>7}"
-    f" {'end-to-end p50':>15} {'p99':>7} {'shard tx/job':>13}"
+    f" {'end-to-end p50':>15} {'p99':>7} {'shard tx/job':>13} {'CPU/job':>9}"
 )
 
 
 def _line(name: str, figure: Figures, ratio: float | None = None) -> str:
-    tx = figure.transactions_per_job
+    tx, cpu = figure.transactions_per_job, figure.cpu_us_per_job
     return (
         f"{name:<14} {figure.jobs_per_sec:>9,.1f} {'-' if ratio is None else f'{ratio:.3f}':>8}"
         f" {figure.submit_p50:>9.1f}ms {figure.submit_p99:>5.1f}ms"
         f" {figure.end_to_end_p50:>13.1f}ms {figure.end_to_end_p99:>5.1f}ms"
         f" {'-' if tx is None else f'{tx:.2f}':>13}"
+        f" {'-' if cpu is None else f'{cpu:.0f}µs':>9}"
     )
 
 
