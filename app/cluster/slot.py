@@ -125,13 +125,18 @@ class Slot:
         await instance.wait()
         self.retiring.discard(instance)
         unexpected = not instance.stopping
+        restart = unexpected and self.current is instance and self.supervising
+        if restart:
+            # The port refuses connections before the death is logged, so a request
+            # sent after that line never waits behind nobody (see _restart_after).
+            self.close_socket()
         if unexpected:
             log.warning("%s unexpectedly", instance.describe_exit())
         else:
             log.info("%s", instance.describe_exit())
         if unexpected and self.current is instance:
             self.current = None
-            if self.supervising:
+            if restart:
                 self._restart_after(self._backoff.next_delay(instance.uptime()))
 
     def _restart_after(self, delay: float) -> None:
