@@ -46,7 +46,7 @@ class _Log:
     def append(self, payload: bytes) -> int:
         """Keep `payload` (the oldest goes past `size`); the change in bytes held."""
         change = len(payload)
-        if len(self.entries) >= self.size:
+        if self.entries and len(self.entries) >= self.size:
             change -= len(self.entries.popleft())
         self.entries.append(payload)
         self.bytes += change
