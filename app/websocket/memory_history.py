@@ -32,23 +32,23 @@ MAX_CHANNELS = 100_000  # channels remembered (each an epoch, an offset, its mes
 
 
 class _Log:
-    __slots__ = ("bytes", "entries", "epoch", "offset", "published_at", "size", "used_at")
+    __slots__ = ("bytes", "entries", "epoch", "offset", "published_at", "used_at")
 
     def __init__(self, size: int, now: float) -> None:
         self.epoch = secrets.token_hex(8)
         self.offset = 0
-        self.size = size
-        self.entries: deque[bytes] = deque()
+        self.entries: deque[bytes] = deque(maxlen=size)
         self.bytes = 0  # of the entries
         self.published_at = now
         self.used_at = now
 
     def append(self, payload: bytes) -> int:
-        """Keep `payload` (the oldest goes past `size`); the change in bytes held."""
+        """Keep `payload` (the deque drops the oldest past its size); the change in bytes held."""
+        entries = self.entries
         change = len(payload)
-        if self.entries and len(self.entries) >= self.size:
-            change -= len(self.entries.popleft())
-        self.entries.append(payload)
+        if entries and len(entries) == entries.maxlen:
+            change -= len(entries[0])
+        entries.append(payload)
         self.bytes += change
         return change
 
