@@ -12,7 +12,7 @@ from app.api.path_id import path_id
 from app.core.json_codec import json_response
 from app.errors import Invalid, NotFound
 from app.queue.service import QUEUE
-from app.queue.submission import Rejected, idempotency_key, validate
+from app.queue.submission import Rejected, idempotency_key
 
 
 async def submit_job(request: web.Request) -> web.Response:
@@ -20,7 +20,7 @@ async def submit_job(request: web.Request) -> web.Response:
     try:
         key = idempotency_key(request.headers.get("Idempotency-Key"))
         body = await read_json(request)
-        job_request = validate(body, queue.tasks, queue.settings.max_attempts)
+        job_request = queue.body.request(body, queue.settings.max_attempts)
         submission = await queue.submit(job_request, key)
     except Rejected as exc:
         raise Invalid("the job is not valid", details=exc.problems) from None

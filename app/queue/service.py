@@ -33,7 +33,7 @@ from app.queue.metrics import QueueMetrics
 from app.queue.published import PublishedMarks
 from app.queue.records import JobRecord, JobStore, fingerprint
 from app.queue.settings import QueueSettings
-from app.queue.submission import JobRequest, Rejected, validate
+from app.queue.submission import JobBody, JobRequest, Rejected
 from app.queue.tasks import TaskRegistry
 from app.sharding.backend import ShardUnavailable
 
@@ -76,6 +76,8 @@ class JobQueue:
     ) -> None:
         self.store = store
         self.tasks = tasks
+        # Built once: it reads the registered tasks as it checks, so it never goes stale.
+        self.body = JobBody(tasks)
         self.backend = backend
         self.settings = settings
         self.guard = guard
@@ -100,7 +102,7 @@ class JobQueue:
         body: dict[str, Any] = {"task": task, "args": args or {}, "delay": delay}
         if max_attempts is not None:
             body["max_attempts"] = max_attempts
-        request = validate(body, self.tasks, self.settings.max_attempts)
+        request = self.body.request(body, self.settings.max_attempts)
         return (await self.submit(request, idempotency_key)).job
 
     async def submit(self, request: JobRequest, idempotency_key: str | None = None) -> Submission:

@@ -63,6 +63,18 @@ class JobBody(Schema):
             required=("task",),
         )
 
+    def request(self, body: Any, default_max_attempts: int) -> JobRequest:
+        """The request, or `Rejected` listing every problem."""
+        problems = self.problems(body)
+        if problems:
+            raise Rejected(problems)
+        return JobRequest(
+            body["task"],
+            body.get("args", {}),
+            float(body.get("delay", 0)),
+            int(body.get("max_attempts", default_max_attempts)),
+        )
+
     def check(self, value: Any, path: str, problems: list[Problem]) -> None:
         found: list[Problem] = []
         self.common.check(value, path, found)
@@ -102,16 +114,9 @@ def _args_of(args: Schema) -> dict[str, Any]:
 
 
 def validate(body: Any, tasks: TaskRegistry, default_max_attempts: int) -> JobRequest:
-    """The request, or `Rejected` listing every problem (`JobBody` says what is valid)."""
-    problems = JobBody(tasks).problems(body)
-    if problems:
-        raise Rejected(problems)
-    return JobRequest(
-        body["task"],
-        body.get("args", {}),
-        float(body.get("delay", 0)),
-        int(body.get("max_attempts", default_max_attempts)),
-    )
+    """The request, or `Rejected` listing every problem (`JobBody` says what is valid;
+    a caller that validates on every request keeps one `JobBody`, as `JobQueue.body`)."""
+    return JobBody(tasks).request(body, default_max_attempts)
 
 
 def idempotency_key(header: str | None) -> str | None:
