@@ -4,6 +4,7 @@ connection under it: `app.queue.amqp_link`).
 Publishing is `mandatory` with publisher confirms awaited (`publish_timeout`):
 `publish` returns only once the broker has the message on disk, and a
 message that no queue would take is returned and fails instead of vanishing.
+The publishes of one loop turn leave as one write (`app.queue.publish_batch`).
 A publish that times out also forces a reconnect: a broker that stopped
 answering (a dead route) is otherwise only noticed by heartbeats.
 
@@ -41,6 +42,7 @@ from app.queue.backend import (
     Requeue,
 )
 from app.queue.message import BadMessage, JobMessage, delay_bucket_ms
+from app.queue.publish_batch import PublishBatcher
 from app.queue.topology import DELAY_QUEUE_SPARE_MS, QueueType, Topology
 
 log = logging.getLogger("keel.queue")
@@ -132,6 +134,7 @@ class RabbitQueue(QueueBackend):
         self._deliveries: asyncio.Queue[_BrokerDelivery | None] = asyncio.Queue()
         self._declared: dict[str, float] = {}  # delay queue -> when last declared
         self._acks: ChannelAcks | None = None  # the consumer channel's
+        self._batcher: PublishBatcher | None = None  # the publisher channel's
         self._publishes = itertools.count()
 
     @property
@@ -213,7 +216,6 @@ class RabbitQueue(QueueBackend):
         self, queue: str, message: JobMessage, headers: dict[str, Any] | None = None
     ) -> None:
         channel = self.link.require_publisher()
-        assert isinstance(channel, Channel)  # the concrete one takes wait=
         properties = spec.Basic.Properties(
             delivery_mode=2,  # persistent
             content_type="application/json",
@@ -221,15 +223,12 @@ class RabbitQueue(QueueBackend):
             message_id=f"{message.id}:{message.attempt}:{next(self._publishes)}",
             headers=headers or {},
         )
+        batcher = self._batcher
+        if batcher is None or batcher.channel is not channel:  # a new publisher channel
+            assert isinstance(channel, Channel)
+            batcher = self._batcher = PublishBatcher(channel, self.settings.publish_timeout)
         try:
-            confirmation = await channel.basic_publish(
-                message.encode(),
-                routing_key=queue,
-                mandatory=True,
-                properties=properties,
-                timeout=self.settings.publish_timeout,
-                wait=False,  # the confirm is awaited: no need to wait for the socket write too
-            )
+            confirmation = await batcher.publish(queue, message.encode(), properties)
         except PublishError as exc:
             self._declared.pop(queue, None)
             if not self.topology.is_delay(queue):
