@@ -101,9 +101,11 @@ async def test_ids_made_within_one_millisecond_still_sort_in_creation_order(
     client: TestClient,
 ) -> None:
     # Over HTTP a create takes about a millisecond, so the test above only
-    # sometimes puts two in one millisecond; the store alone does it often.
+    # sometimes puts two in one millisecond. Started together, the creates take
+    # their ids and timestamps one after the other before any of them writes (on a
+    # slow disk one create after another can take over a millisecond each).
     store = client.app[ITEMS]
-    items = [await store.create(ItemInput(f"n{i}", 1.0, ())) for i in range(300)]
+    items = await asyncio.gather(*(store.create(ItemInput(f"n{i}", 1.0, ())) for i in range(300)))
     ids = [item["id"] for item in items]
     same_ms = sum(a["created_at"] == b["created_at"] for a, b in itertools.pairwise(items))
     assert same_ms > 0, "no two creates in one millisecond: this test shows nothing"
