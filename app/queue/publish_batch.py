@@ -65,6 +65,7 @@ class PublishBatcher:
         self.timeout = timeout
         self._batch: _Batch | None = None  # the batch being gathered this turn
         self._method_frames: dict[str, bytes] = {}  # routing key -> Basic.Publish frame
+        self._sending: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak ones
 
     async def publish(
         self, routing_key: str, body: bytes, properties: spec.Basic.Properties
@@ -79,7 +80,9 @@ class PublishBatcher:
         batch = self._batch
         if batch is None:
             batch = self._batch = _Batch()
-            asyncio.get_running_loop().create_task(self._send(batch))
+            sending = asyncio.get_running_loop().create_task(self._send(batch))
+            self._sending.add(sending)
+            sending.add_done_callback(self._sending.discard)
         confirmation: asyncio.Future[ConfirmationFrameType] = self.channel.create_future()
         batch.publishes.append(_Publish(routing_key, body, properties, confirmation))
         batch.waiting += 1
