@@ -75,9 +75,29 @@ class IdGenerator:
         return _encode(self._last)
 
 
-def now_iso() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+class UtcStamps:
+    """UTC now as `2026-01-31T12:00:00.123Z`, the date and time formatted once a second.
+
+    Every record change takes one, and `strftime` was most of its cost. The
+    milliseconds and the second come from one reading, so a stamp never shows
+    the previous second with the next one's milliseconds.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self) -> str:
+        ms = int(self._clock() * 1000)
+        second, fraction = divmod(ms, 1000)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{fraction:03d}Z"
+
+
+now_iso = UtcStamps()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from app.items.model import IdGenerator
+import time
+
+from app.items.model import IdGenerator, UtcStamps
 
 
 def test_ids_made_within_one_millisecond_sort_in_the_order_they_were_made() -> None:
@@ -30,3 +32,19 @@ def test_a_clock_that_steps_back_does_not_break_the_order() -> None:
     before = make()
     now[0] -= 10
     assert make() > before
+
+
+def test_timestamps_match_strftime_and_keep_second_and_milliseconds_together() -> None:
+    now = [1_700_000_000.25]
+    stamps = UtcStamps(clock=lambda: now[0])
+    assert stamps() == "2023-11-14T22:13:20.250Z"
+    now[0] = 1_700_000_000.999
+    assert stamps() == "2023-11-14T22:13:20.999Z"
+    now[0] = 1_700_000_001.0004  # the next second: formatted afresh
+    assert stamps() == "2023-11-14T22:13:21.000Z"
+    for t in (0.0, 86_399.5, 1_767_225_599.123):  # 1970, a day's last second, 2025's
+        now[0] = t
+        expected = (
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+        )
+        assert stamps() == expected
