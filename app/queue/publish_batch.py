@@ -24,7 +24,6 @@ without its per-message scaffolding.
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -33,10 +32,8 @@ from aiormq import Channel
 from aiormq.abc import ChannelFrame, ConfirmationFrameType
 from aiormq.exceptions import ChannelInvalidStateError
 from pamqp import commands as spec
+from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
-
-_FRAME_BODY = 3
-_FRAME_END = b"\xce"
 
 
 @dataclass(slots=True)
@@ -80,7 +77,10 @@ class PublishBatcher:
         batch = self._batch
         if batch is None:
             batch = self._batch = _Batch()
-            sending = asyncio.get_running_loop().create_task(self._send(batch))
+            loop = asyncio.get_running_loop()
+            if self.timeout is not None:  # from the first publish, for all the batch's
+                batch.timer = loop.call_later(self.timeout, self._expire, batch)
+            sending = loop.create_task(self._send(batch))
             self._sending.add(sending)
             sending.add_done_callback(self._sending.discard)
         confirmation: asyncio.Future[ConfirmationFrameType] = self.channel.create_future()
@@ -95,8 +95,8 @@ class PublishBatcher:
             raise
         finally:
             batch.waiting -= 1
-            if batch.waiting == 0 and batch.timer is not None:
-                batch.timer.cancel()  # nor keep the batch's bodies until it would fire
+            if batch.waiting == 0 and batch is not self._batch:  # all answered, none to come
+                self._stop_timer(batch)
             message_id = properties.message_id
             tags = self.channel.message_id_delivery_tag
             if message_id is not None and message_id in tags:
@@ -104,12 +104,12 @@ class PublishBatcher:
 
     async def _send(self, batch: _Batch) -> None:
         """Runs one turn after the batch's first publish: every publish of that turn is in."""
-        if self.timeout is not None and batch.waiting:
-            batch.timer = asyncio.get_running_loop().call_later(self.timeout, self._expire, batch)
         try:
             async with self.channel.lock:
                 if self._batch is batch:
                     self._batch = None  # publishes from now on make the next batch
+                if batch.waiting == 0:  # every caller was cancelled meanwhile
+                    self._stop_timer(batch)
                 live = [p for p in batch.publishes if not p.confirmation.done()]
                 if live:
                     await self._write(live)
@@ -166,8 +166,7 @@ class PublishBatcher:
         ]
         limit = self.channel.max_content_size
         for start in range(0, len(body), limit):
-            chunk = body[start : start + limit]
-            parts += (struct.pack(">BHI", _FRAME_BODY, number, len(chunk)), chunk, _FRAME_END)
+            parts.append(pamqp.frame.marshal(ContentBody(body[start : start + limit]), number))
         return b"".join(parts)
 
     def _method_frame(self, routing_key: str) -> bytes:
@@ -178,6 +177,12 @@ class PublishBatcher:
                 method, self.channel.number
             )
         return frame
+
+    @staticmethod
+    def _stop_timer(batch: _Batch) -> None:
+        """Nor keep the batch's bodies until the timer would fire."""
+        if batch.timer is not None:
+            batch.timer.cancel()
 
     @staticmethod
     def _expire(batch: _Batch) -> None:

@@ -142,6 +142,23 @@ async def test_confirms_that_do_not_come_in_time_fail_with_timeout_error(
     assert await kept(amqp_url, queue) == [b"late-1", b"late-2", b"next"]
 
 
+async def test_a_publish_joining_a_batch_whose_others_were_cancelled_still_times_out(
+    queue: str, channel: aiormq.Channel
+) -> None:
+    batcher = PublishBatcher(channel, timeout=0.3)
+    async with channel.lock:  # the batch cannot be written: an RPC holds the channel
+        cancelled = asyncio.create_task(batcher.publish(queue, b"gone", properties()))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        joining = asyncio.create_task(batcher.publish(queue, b"late", properties()))
+        await asyncio.sleep(0.5)
+        assert joining.done()
+    with pytest.raises(TimeoutError):
+        await joining
+    assert channel.delivery_tag == 0  # neither was written
+
+
 async def test_a_closed_channel_fails_its_unconfirmed_publishes(
     queue: str, channel: aiormq.Channel
 ) -> None:
