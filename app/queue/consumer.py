@@ -1,17 +1,17 @@
 """The consumer: takes deliveries, runs their tasks, records outcomes, then settles.
 
 At most `[worker] concurrency` jobs run at once; up to `prefetch` more
-deliveries are held meanwhile, their records being written (a job's
-bookkeeping does not take a slot, only its run does). For each delivery the
-job's record decides what to do (`app.queue.decision`). The usual case is one
-statement: the record is marked running if it says this attempt is to run
-(`JobStore.start`, which matches exactly what `decide` runs); otherwise it is
-read and `decide` says what to do. A job that runs is run under its task's
-timeout, and its outcome is written to the record before the delivery is
-settled — ack after a success, the next attempt published with backoff after
-a failure, the dead queue after the last one. A crash at any point leaves the
-message unsettled, so it is delivered again and the record tells the next
-consumer where things stood.
+deliveries are held meanwhile, their records being read (a job's bookkeeping
+does not take a slot, only its run does). For each delivery the job's record
+decides what to do (`app.queue.decision`). A job that runs is run under its
+task's timeout, and its outcome is written to the record before the delivery
+is settled — ack after a success, the next attempt published with backoff
+after a failure, the dead queue after the last one. The outcome is written
+only if the record still says this attempt is the one to run (`JobStore.finish`);
+an attempt that runs longer than `SHOW_RUNNING_AFTER` is recorded "running"
+first, a quicker one is recorded once, with its outcome. A crash at any point
+leaves the message unsettled, so it is delivered again and the record tells
+the next consumer where things stood.
 
 Stopping (`stop_taking`, then `drain`): no new deliveries; running jobs get
 until the deadline to finish; the rest are cancelled, their records set back
@@ -45,6 +45,9 @@ MAX_RESULT_BYTES = 256 * 1024
 MAX_ERROR_CHARS = 2000
 SHARD_PAUSE = 1.0  # seconds a delivery is held back when its record cannot be reached
 RETURN_TIMEOUT = 5.0  # seconds to put one cut-off job back at shutdown
+# An attempt still running after this many seconds is recorded "running"; one that
+# ends sooner is recorded once, with its outcome.
+SHOW_RUNNING_AFTER = 0.1
 
 Notify = Callable[[JobRecord], Awaitable[None]]
 Observe = Callable[[str, float], None]  # (task, seconds) of a finished attempt
@@ -66,6 +69,7 @@ class Running:
     task: str
     attempt: int
     started: float  # epoch seconds
+    shown: asyncio.Task[None] | None = None  # recording it "running"
 
 
 def _error_text(exc: BaseException) -> str:
@@ -100,6 +104,7 @@ class Consumer:
         self._held = asyncio.Semaphore(concurrency + prefetch)  # deliveries in hand
         self._handlers: set[asyncio.Task[None]] = set()
         self._pulling = BackgroundTask("keel.queue.consumer", self._pull)
+        self._showing = BackgroundTask("keel.queue.running", self._show_running)
         self.running: dict[str, Running] = {}
         self.stopped_at: float | None = None
 
@@ -110,6 +115,7 @@ class Consumer:
     async def start(self) -> None:
         await self.backend.start_consuming()
         self._pulling.start()
+        self._showing.start()
 
     async def stop_taking(self) -> None:
         """No new deliveries from now on (running jobs go on)."""
@@ -132,6 +138,7 @@ class Consumer:
             for handler in cut:
                 handler.cancel()
             await asyncio.wait(cut, timeout=RETURN_TIMEOUT * 2)
+        await self._showing.stop()
 
     async def _pull(self) -> None:
         while True:
@@ -188,23 +195,14 @@ class Consumer:
 
     async def _process(self, delivery: Delivery) -> None:
         message = delivery.message
-        if delivery.redeliveries < self.settings.delivery_limit:
-            outcome = await self._start_and_run(message)
-            if outcome is not None:
-                await self._settle(delivery, outcome)
-                return
-        record = await self.store.get(message.id)
-        decision = decide(record, message, delivery.redeliveries, self.settings.delivery_limit)
-        if decision.action is Action.RUN:  # the record changed since `start` looked
-            async with self._slots:
-                running = await self.store.mark_running(message.id, message.attempt)
-                if running is None:
-                    await delivery.ack()  # deleted meanwhile
-                    return
-                outcome = await self._run(message, running)
+        async with self._slots:  # taken first: the job is never shown running while it waits
+            record = await self.store.get(message.id)
+            decision = decide(record, message, delivery.redeliveries, self.settings.delivery_limit)
+            if decision.action is Action.RUN:
+                outcome = await self._run(message)
+        if decision.action is Action.RUN:
             await self._settle(delivery, outcome)
-            return
-        if decision.action in (Action.DROP, Action.SKIP):
+        elif decision.action in (Action.DROP, Action.SKIP):
             log.debug("job %s attempt %d: %s", message.id, message.attempt, decision.why)
             await delivery.ack()
         elif decision.action is Action.RETRY:
@@ -222,32 +220,54 @@ class Consumer:
         delay = retry_delay(message.attempt, self.settings.backoff, self.settings.max_backoff)
         await delivery.retry(message.next_attempt(), delay)
 
-    async def _start_and_run(self, message: JobMessage) -> _Outcome | None:
-        """Mark the job running and run it, if its record says so (None: it does not)."""
-        async with self._slots:  # taken first: "running" is never shown while it waits
-            started = await self.store.start(message.id, message.attempt)
-            if started is None:
-                return None
-            return await self._run(message, started)
-
-    async def _run(self, message: JobMessage, record: JobRecord) -> _Outcome:
-        """Run the attempt that `record` (just marked running) says is under way."""
-        await self._notify(record)
-        self.running[message.id] = Running(message.id, message.task, message.attempt, time.time())
+    async def _run(self, message: JobMessage) -> _Outcome:
+        """Run the attempt; `_show_running` records it running if it takes a while."""
+        running = Running(message.id, message.task, message.attempt, time.time())
+        self.running[message.id] = running
         started = time.perf_counter()
         try:
             return _Outcome(await self._call(message), None)
         except JobFailed as exc:
             return _Outcome(None, str(exc))
         finally:
-            self.running.pop(message.id, None)
+            if self.running.get(message.id) is running:
+                del self.running[message.id]
             self._observe(message.task, time.perf_counter() - started)
+            if running.shown is not None:
+                # Its "running" goes before the outcome (or the return to the queue).
+                await asyncio.shield(running.shown)
+
+    async def _show_running(self) -> None:
+        """Record "running" for the attempts that have run for `SHOW_RUNNING_AFTER`.
+
+        A quick job is recorded once, with its outcome: a client sees it queued, then
+        succeeded (never a status ahead of what happened), and the consumer writes
+        one record change per job instead of two."""
+        while True:
+            await asyncio.sleep(SHOW_RUNNING_AFTER / 2)
+            due = time.time() - SHOW_RUNNING_AFTER
+            for running in self.running.values():
+                if running.shown is None and running.started <= due:
+                    running.shown = asyncio.create_task(
+                        self._mark_running(running), name=f"keel.queue.running.{running.job_id}"
+                    )
+
+    async def _mark_running(self, running: Running) -> None:
+        try:
+            record = await self.store.start(running.job_id, running.attempt)
+        except ShardUnavailable as exc:  # the outcome is still recorded when it can be
+            log.warning("job %s: could not record it running: %s", running.job_id, exc)
+            return
+        if record is not None:
+            await self._notify(record)
 
     async def _settle(self, delivery: Delivery, outcome: _Outcome) -> None:
         """Record the outcome, then settle the delivery (in this order: see the module)."""
         message = delivery.message
         if outcome.error is None:
-            done = await self.store.mark_succeeded(message.id, message.attempt, outcome.result)
+            done = await self.store.finish(
+                message.id, message.attempt, "succeeded", result=outcome.result
+            )
             if done is None:
                 log.info("job %s: attempt %d is stale", message.id, message.attempt)
             else:
@@ -255,7 +275,9 @@ class Consumer:
             await delivery.ack()
             return
         last = message.attempt >= message.max_attempts
-        failed = await self.store.mark_failed(message.id, message.attempt, outcome.error, dead=last)
+        failed = await self.store.finish(
+            message.id, message.attempt, "dead" if last else "failed", error=outcome.error
+        )
         if failed is not None:
             await self._notify(failed)
         if last:

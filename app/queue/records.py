@@ -103,6 +103,15 @@ def fingerprint(task: str, args: Any, delay: float, max_attempts: int) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+# The records an attempt may run on, or record its outcome on: not finished, not at a
+# later attempt, not failed at this very attempt. `decide` runs exactly these (poison
+# is the delivery's to judge, before). $1 is the id, $3 the attempt.
+_STARTABLE = (
+    "attempts <= $3 AND status IN ('queued', 'running', 'failed')"
+    " AND NOT (status = 'failed' AND attempts = $3)"
+)
+
+
 class JobStore:
     def __init__(self, shards: ShardSet, clock: Callable[[], float] = time.time) -> None:
         self.shards = shards
@@ -252,41 +261,36 @@ class JobStore:
         )
         return JobRecord.from_row(rows[0]) if rows else None
 
-    async def mark_running(self, job_id: str, attempt: int) -> JobRecord | None:
-        return await self._update(
-            job_id, "SET status = 'running', attempts = $3 WHERE id = $1", attempt
-        )
-
     async def start(self, job_id: str, attempt: int) -> JobRecord | None:
-        """Mark the job running at `attempt` if its record says this attempt is to run;
-        None otherwise (then read it and `decide`). One statement: the decision and the
-        write at once. `decide` runs exactly the records this one matches: not finished,
-        not at a later attempt, not failed at this very attempt (poison is the
-        delivery's to judge, before). A delivery proves the job was published."""
+        """Show the job running at `attempt` if its record still says this attempt is
+        to run (`_STARTABLE`); None otherwise. Written only for an attempt that runs
+        longer than a moment (the consumer's `SHOW_RUNNING_AFTER`)."""
         return await self._update(
             job_id,
-            "SET status = 'running', attempts = $3, published = 1"
-            " WHERE id = $1 AND attempts <= $3 AND status IN ('queued', 'running', 'failed')"
-            " AND NOT (status = 'failed' AND attempts = $3)",
+            f"SET status = 'running', attempts = $3, published = 1 WHERE id = $1 AND {_STARTABLE}",
             attempt,
         )
 
-    async def mark_succeeded(self, job_id: str, attempt: int, result: Any) -> JobRecord | None:
-        return await self._update(
-            job_id,
-            "SET status = 'succeeded', result = $4, error = NULL WHERE id = $1 AND attempts = $3",
-            attempt,
-            None if result is None else dumps(result).decode(),
-        )
-
-    async def mark_failed(
-        self, job_id: str, attempt: int, error: str, *, dead: bool
+    async def finish(
+        self,
+        job_id: str,
+        attempt: int,
+        status: str,
+        *,
+        result: Any = None,
+        error: str | None = None,
     ) -> JobRecord | None:
+        """Record the outcome of `attempt` (succeeded, failed or dead) if the record
+        still says this attempt is the one to run or running (`_STARTABLE`), whether
+        or not it was shown running; None otherwise (stale). A delivery proves the job
+        was published."""
         return await self._update(
             job_id,
-            "SET status = $4, error = $5 WHERE id = $1 AND attempts = $3",
+            "SET status = $4, attempts = $3, published = 1, result = $5, error = $6"
+            f" WHERE id = $1 AND {_STARTABLE}",
             attempt,
-            "dead" if dead else "failed",
+            status,
+            None if result is None else dumps(result).decode(),
             error,
         )
 

@@ -169,7 +169,8 @@ async def test_every_status_change_is_an_event_and_counted(start_app: StartApp) 
     job = await submit(client, "demo.flaky", args={"failures": 1})
     await wait_for(client, job["id"], "succeeded")
     statuses = [e.status for e in seen if e.job["id"] == job["id"]]
-    assert statuses == ["queued", "running", "failed", "running", "succeeded"]
+    # Quick attempts are recorded once, with their outcome (no "running" in between).
+    assert statuses == ["queued", "failed", "succeeded"]
     assert seen[-1].message() == {"event": "succeeded", "job": seen[-1].job}
     assert seen[-1].job == await _job(client, job["id"])
     metrics = await (await client.get("/metrics")).text()
@@ -178,6 +179,23 @@ async def test_every_status_change_is_an_event_and_counted(start_app: StartApp) 
     assert 'keel_job_duration_seconds_count{task="demo.flaky"} 2.0' in metrics
     for name in ("keel_queue_depth", "keel_queue_dead", "keel_queue_outbox_backlog"):
         assert f"\n{name} " in metrics
+
+
+async def test_an_attempt_that_takes_a_while_is_shown_running_first(start_app: StartApp) -> None:
+    client = await start_app()
+    seen: list[JobEvent] = []
+
+    async def record(event: JobEvent) -> None:
+        seen.append(event)
+
+    client.app[JOB_EVENTS].subscribe(record)
+    job = await submit(client, "demo.sleep", args={"seconds": 0.6})
+    running = await wait_for(client, job["id"], "running")
+    assert running["attempts"] == 1
+    done = await wait_for(client, job["id"], "succeeded")
+    assert (done["attempts"], done["result"]) == (1, {"slept": 0.6})
+    statuses = [e.status for e in seen if e.job["id"] == job["id"]]
+    assert statuses == ["queued", "running", "succeeded"]
 
 
 async def test_state_and_readiness_describe_the_queue(start_app: StartApp) -> None:

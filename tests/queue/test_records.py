@@ -121,21 +121,30 @@ async def test_every_record_transition_on_both_dialects(
         await store.mark_published("j1")
         assert await store.outbox_backlog() == 0
 
-        running = await store.mark_running("j1", 1)
+        running = await store.start("j1", 1)
         assert running is not None
         assert (running.status, running.attempts) == ("running", 1)
-        assert await store.mark_succeeded("j1", 2, "stale") is None  # not this attempt
-        failed = await store.mark_failed("j1", 1, "boom", dead=False)
+        assert await store.finish("j1", 0, "succeeded", result="stale") is None  # earlier
+        failed = await store.finish("j1", 1, "failed", error="boom")
         assert failed is not None
-        assert (failed.status, failed.error) == ("failed", "boom")
-        await store.mark_running("j1", 2)
+        assert (failed.status, failed.attempts, failed.error) == ("failed", 1, "boom")
+        assert await store.finish("j1", 1, "succeeded") is None  # failed at this attempt
+        assert await store.start("j1", 1) is None
+        await store.start("j1", 2)
         returned = await store.mark_returned("j1", 2)
         assert returned is not None
         assert (returned.status, returned.attempts) == ("queued", 1)
-        await store.mark_running("j1", 2)
-        done = await store.mark_succeeded("j1", 2, {"ok": True})
+        # A quick attempt is recorded once, with its outcome: never shown running.
+        done = await store.finish("j1", 2, "succeeded", result={"ok": True})
         assert done is not None
-        assert (done.status, done.result, done.error) == ("succeeded", {"ok": True}, None)
+        assert (done.status, done.attempts, done.result, done.error) == (
+            "succeeded",
+            2,
+            {"ok": True},
+            None,
+        )
+        assert await store.start("j1", 2) is None  # succeeded stays so
+        assert await store.finish("j1", 3, "dead", error="late") is None
         assert await store.mark_poisoned("j1", 2, "poison") is None  # succeeded stays so
 
         requeued = await store.mark_requeued("j1", clock.now)
