@@ -31,6 +31,7 @@ from aiohttp import web
 
 from app.core.background import BackgroundTask
 from app.core.json_codec import dumps
+from app.core.shared_timeout import SharedTimeout
 from app.queue.backend import Delivery, QueueBackend, QueueUnavailable
 from app.queue.decision import Action, decide
 from app.queue.message import JobMessage, retry_delay
@@ -106,6 +107,7 @@ class Consumer:
         self._pulling = BackgroundTask("keel.queue.consumer", self._pull)
         self._showing = BackgroundTask("keel.queue.running", self._show_running)
         self.running: dict[str, Running] = {}
+        self._timeouts: dict[float, SharedTimeout] = {}  # by seconds: the task timeouts
         self.stopped_at: float | None = None
 
     @property
@@ -294,12 +296,18 @@ class Consumer:
         context = JobContext(
             message.id, message.task, message.attempt, message.max_attempts, self.app
         )
-        deadline = asyncio.timeout(timeout)
+        # One timer per distinct timeout, shared by the attempts under it (a timer
+        # made and cancelled per job was a few percent of the event loop).
+        shared = self._timeouts.get(timeout)
+        if shared is None:
+            shared = self._timeouts[timeout] = SharedTimeout(timeout)
+        started = time.monotonic()
         try:
-            async with deadline:
-                result = await task.run(dict(message.args), context)
+            result = await shared.run(task.run(dict(message.args), context))
         except TimeoutError as exc:
-            if deadline.expired():
+            # Ours fires only at the deadline; a TimeoutError of the task's own before
+            # then is its error.
+            if time.monotonic() - started >= timeout:
                 raise JobFailed(f"timed out after {timeout:g}s") from None
             raise JobFailed(_error_text(exc)) from exc
         except Exception as exc:

@@ -2,6 +2,7 @@
 
 - `test.count` `{"key": s}`: counts its runs per key in `app[RUNS]`.
 - `test.slow` (timeout 0.2 s) `{"seconds": s}`: sleeps; over 0.2 s it times out.
+- `test.own_timeout` (timeout 0.2 s): raises a TimeoutError of its own at once.
 - `test.block` `{"key": s}`: runs until the test sets `app[GATES][key]`.
 - `test.bad_result`: returns something that is not JSON.
 """
@@ -33,6 +34,11 @@ async def slow(args: dict[str, Any], job: JobContext) -> None:
     await asyncio.sleep(args["seconds"])
 
 
+@task("test.own_timeout", timeout=0.2, args=fields())
+async def own_timeout(args: dict[str, Any], job: JobContext) -> None:
+    raise TimeoutError("the upstream did not answer")
+
+
 @task("test.block", args=fields(key=Field(str)))
 async def block(args: dict[str, Any], job: JobContext) -> str:
     gate = job.app[GATES].setdefault(args["key"], asyncio.Event())
@@ -54,4 +60,4 @@ class WatchedTasksPlugin(BasePlugin):
         app[RUNS] = Counter()
         app[GATES] = {}
         app[STARTED] = {}
-        app[TASKS].add(count, slow, block, bad_result)
+        app[TASKS].add(count, slow, own_timeout, block, bad_result)

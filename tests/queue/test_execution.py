@@ -64,6 +64,15 @@ async def test_a_task_over_its_timeout_fails_and_retries(start_app: StartApp) ->
     assert (await wait_for(client, quick["id"], "succeeded"))["attempts"] == 1
 
 
+async def test_a_timeout_of_the_tasks_own_is_its_error_not_the_deadline(
+    start_app: StartApp,
+) -> None:
+    client = await start_app()
+    job = await submit(client, "test.own_timeout", max_attempts=1)
+    dead = await wait_for(client, job["id"], "dead")
+    assert dead["error"] == "TimeoutError: the upstream did not answer"
+
+
 async def test_a_result_that_is_not_json_fails_the_attempt(start_app: StartApp) -> None:
     client = await start_app()
     job = await submit(client, "test.bad_result", max_attempts=1)
