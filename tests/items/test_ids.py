@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from app.items.model import IdGenerator, UtcStamps
+from app.items.model import IdGenerator, UtcStamps, _encode
 
 
 def test_ids_made_within_one_millisecond_sort_in_the_order_they_were_made() -> None:
@@ -48,3 +48,12 @@ def test_timestamps_match_strftime_and_keep_second_and_milliseconds_together() -
             time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
         )
         assert stamps() == expected
+
+
+def test_ids_are_26_crockford_characters_of_the_130_bit_value() -> None:
+    crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    for value in (0, 1, 31, 32, 1023, 1024, (1 << 130) - 1, 0x1F2E3D4C5B6A79881726354453627180):
+        expected = "".join(crockford[(value >> shift) & 31] for shift in range(125, -1, -5))
+        assert _encode(value) == expected
+    assert _encode(0) == "0" * 26
+    assert _encode((1 << 130) - 1) == "Z" * 26

@@ -103,6 +103,7 @@ async def test_every_record_transition_on_both_dialects(
             "j1", "demo.echo", {"a": [1]}, max_attempts=2, run_at=5.0, relay_after=clock.now + 10
         )
         assert created
+        assert record == await store.get("j1")  # what was written, without reading it back
         assert (record.status, record.attempts, record.published, record.run_at) == (
             "queued",
             0,
