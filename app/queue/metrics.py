@@ -55,7 +55,7 @@ class QueueMetrics:
             ("keel_queue_consumers", "Consumers on the main queue (as last read).", consumers),
             (
                 "keel_queue_outbox_backlog",
-                "Accepted jobs not yet published to the queue (as last read).",
+                "Accepted jobs waiting for the outbox relay (as last read).",
                 outbox,
             ),
             ("keel_jobs_running", "Jobs running in this instance.", running),

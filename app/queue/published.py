@@ -5,19 +5,22 @@ so that the outbox relay leaves it alone. Nothing waits on that mark — not
 the 202 (the record is committed and the message confirmed: the job is
 accepted), not the relay (the request that accepted the job, or the relay's
 own claim, keeps other relays off it for `publish_window` / the claim's
-length) — so the marks are collected and written as one
-`UPDATE … WHERE id IN (…)` per shard: those of one event-loop turn, and those
-confirmed while the previous marks are being written, go together.
+length) — so the marks are collected for `delay` seconds (well within that
+window) and written as one `UPDATE … WHERE id IN (…) AND published = 0` per
+shard. Most jobs have run by then, and a consumer marks its job published
+when it records the outcome: their marks find nothing to change and write
+nothing, so a job costs its shard two row changes (accepted, done), not three.
 
 Losing a mark (the shard is down, the process dies first) costs a duplicate
 message, never a job: the relay publishes the job again once its claim has
 expired, and the consumer recognises the duplicate from the record (delivery
-is at least once). `close()` writes what is still collected.
+is at least once). `close()` writes what is still collected, without waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 
@@ -28,13 +31,16 @@ from app.sharding.shards import Shard
 log = logging.getLogger("keel.queue")
 
 MAX_IDS = 500  # ids in one statement (SQLite allows 32766 parameters)
+DELAY = 1.0  # seconds marks are collected (the publish window is 5 s and more)
 
 
 class PublishedMarks:
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, delay: float = DELAY) -> None:
         self.store = store
+        self.delay = delay
         self._collected: dict[Shard, list[str]] = defaultdict(list)
         self._writing: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
         self.written = 0
         self.lost = 0  # marks that could not be written (their jobs will be published again)
 
@@ -49,6 +55,10 @@ class PublishedMarks:
     async def _write(self) -> None:
         try:
             while self._collected:
+                if not self._closing.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.delay):
+                            await self._closing.wait()
                 collected, self._collected = self._collected, defaultdict(list)
                 await asyncio.gather(
                     *(self._write_shard(shard, ids) for shard, ids in collected.items())
@@ -73,6 +83,7 @@ class PublishedMarks:
                 self.written += len(chunk)
 
     async def close(self) -> None:
-        """Write every mark collected so far."""
+        """Write every mark collected so far, now."""
+        self._closing.set()
         while (writing := self._writing) is not None:
             await asyncio.shield(writing)

@@ -222,10 +222,15 @@ class JobStore:
     async def mark_published(self, job_id: str) -> None:
         await self._shard(job_id).write("UPDATE jobs SET published = 1 WHERE id = $1", job_id)
 
-    async def mark_published_many(self, shard: Shard, job_ids: Sequence[str]) -> None:
-        """Mark these jobs of `shard` published, in one statement."""
+    async def mark_published_many(self, shard: Shard, job_ids: Sequence[str]) -> int:
+        """Mark these jobs of `shard` published, in one statement; how many rows changed
+        (the rows that say so already are left alone: nothing is written for them)."""
         marks = ", ".join(f"${n}" for n in range(1, len(job_ids) + 1))
-        await shard.write(f"UPDATE jobs SET published = 1 WHERE id IN ({marks})", *job_ids)
+        changed = await shard.write(
+            f"UPDATE jobs SET published = 1 WHERE id IN ({marks}) AND published = 0 RETURNING id",
+            *job_ids,
+        )
+        return len(changed)
 
     async def hand_to_relay(self, job_id: str) -> None:
         """Publishing failed: let the relay take the job at once."""
@@ -254,11 +259,18 @@ class JobStore:
         return [JobRecord.from_row(row) for row in rows]
 
     async def outbox_backlog(self) -> int:
-        """Accepted jobs not yet published, over every shard that answers."""
+        """Accepted jobs that wait for the relay (not published, and no longer held by
+        the request that accepted them or by a relay's claim), over every shard that
+        answers: what `claim_unpublished` would take now. A job being published, or
+        published and not yet marked so, is not in it."""
+        now = self.clock()
         total = 0
         for shard in self.shards:
             try:
-                row = await shard.fetchrow("SELECT count(*) AS n FROM jobs WHERE published = 0")
+                row = await shard.fetchrow(
+                    "SELECT count(*) AS n FROM jobs WHERE published = 0 AND relay_until <= $1",
+                    now,
+                )
             except ShardUnavailable:
                 continue
             total += int(row["n"]) if row else 0

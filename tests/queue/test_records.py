@@ -113,12 +113,16 @@ async def test_every_record_transition_on_both_dialects(
         assert (await store.insert("j1", "x", {}, max_attempts=1, run_at=0, relay_after=0))[
             1
         ] is False
-        assert await store.outbox_backlog() == 1
-        assert await store.claim_unpublished(shard, 10, 30) == []  # the request holds it
+        assert await store.outbox_backlog() == 0  # the request holds it: not the relay's yet
+        assert await store.claim_unpublished(shard, 10, 30) == []
         await store.hand_to_relay("j1")
+        assert await store.outbox_backlog() == 1
         (claimed,) = await store.claim_unpublished(shard, 10, 30)
         assert claimed.id == "j1"
         assert await store.claim_unpublished(shard, 10, 30) == []  # claimed now
+        assert await store.outbox_backlog() == 0  # being published
+        clock.now += 30  # the relay died holding its claim
+        assert await store.outbox_backlog() == 1
         await store.mark_published("j1")
         assert await store.outbox_backlog() == 0
 
