@@ -33,7 +33,8 @@ from aiormq.abc import ChannelFrame, ConfirmationFrameType
 from aiormq.exceptions import ChannelInvalidStateError
 from pamqp import commands as spec
 from pamqp.body import ContentBody
-from pamqp.header import ContentHeader
+
+from app.queue.amqp_frames import content_header
 
 
 @dataclass(slots=True)
@@ -162,7 +163,7 @@ class PublishBatcher:
         body = publish.body
         parts = [
             self._method_frame(publish.routing_key),
-            pamqp.frame.marshal(ContentHeader(0, len(body), publish.properties), number),
+            content_header(number, len(body), publish.properties),
         ]
         limit = self.channel.max_content_size
         for start in range(0, len(body), limit):

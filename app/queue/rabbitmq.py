@@ -221,7 +221,7 @@ class RabbitQueue(QueueBackend):
             content_type="application/json",
             # Unique per publish: aiormq matches returns to publishes by message_id.
             message_id=f"{message.id}:{message.attempt}:{next(self._publishes)}",
-            headers=headers or {},
+            headers=headers or None,  # none at all: the header frame is encoded quicker
         )
         batcher = self._batcher
         if batcher is None or batcher.channel is not channel:  # a new publisher channel
