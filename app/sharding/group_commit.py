@@ -159,9 +159,13 @@ class GroupCommit:
     async def _run_batch(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            # Shielded: cancelling the drain (it is never done on purpose) must not
-            # abandon a batch whose callers wait for it.
-            outcomes = await asyncio.shield(self._runner([p.statement for p in batch]))
+            # Not shielded (a task and a future per batch): nothing cancels the drain
+            # but the loop's own end, and then the batch's callers are told so below.
+            outcomes = await self._runner([p.statement for p in batch])
+        except asyncio.CancelledError:
+            for pending in batch:
+                pending.future.cancel()  # its outcome is unknown: never left waiting
+            raise
         # The batch failed as a whole: so did each statement. Not swallowed: every
         # caller of the batch raises it.
         except Exception as exc:  # noqa: BLE001

@@ -240,6 +240,23 @@ async def test_a_runner_that_breaks_its_promise_fails_the_batch_not_the_callers_
         await group.run("SELECT 1")
 
 
+async def test_a_drain_cancelled_with_the_loop_leaves_no_caller_waiting() -> None:
+    started = asyncio.Event()
+
+    async def stuck(statements: Sequence[Statement]):
+        started.set()
+        await asyncio.Event().wait()
+        return []
+
+    group = GroupCommit("stuck", stuck)
+    caller = asyncio.create_task(group.run("SELECT 1"))
+    await started.wait()
+    assert group._task is not None
+    group._task.cancel()  # what the loop's end does to every task left
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(caller, timeout=5)
+
+
 # -- both dialects: the same promises on PostgreSQL ------------------------------------------
 
 
