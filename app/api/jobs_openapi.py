@@ -17,7 +17,11 @@ JOB_SCHEMA: dict[str, Any] = {
     "properties": {
         "id": {"type": "string"},
         "task": {"type": "string"},
-        "status": {"enum": list(STATUSES)},
+        "status": {
+            "enum": list(STATUSES),
+            "description": "running: an attempt has been under way for over 0.1 s (a quicker"
+            " one goes from queued straight to its outcome); failed: will retry",
+        },
         "attempts": {"type": "integer", "minimum": 0, "description": "Attempts started"},
         "result": {"description": "What the task returned (null until it succeeds)"},
         "error": {"type": ["string", "null"], "description": "The last failure"},
