@@ -29,8 +29,8 @@ class QueueSettings:
     - `consume`: does `run.py serve` run consumers too (`run.py worker` always does).
     - `prefetch`: deliveries one consumer holds beyond the jobs it runs (RabbitMQ's
       prefetch is `[worker] concurrency` + this; the embedded queue claims up to this
-      many at once); their records are written meanwhile, so it is also how deep the
-      consumer's pipeline is.
+      many at once); they wait in hand, and outcomes are recorded outside the slots, so
+      it is also how deep the consumer's pipeline is.
     - `max_attempts`: attempts of a job before it is dead (a job may ask for fewer or more).
     - `backoff`, `max_backoff`: retry n (n = 0, 1, …) waits `backoff` * 2^n, at most `max_backoff`.
     - `task_timeout`: the timeout of a task that declares none.
