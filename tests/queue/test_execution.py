@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from aiohttp.test_utils import TestClient
+
 from app.queue.embedded import EmbeddedQueue
 from app.queue.job_events import JOB_EVENTS, JobEvent
 from app.queue.message import JobMessage
@@ -167,14 +169,20 @@ async def test_concurrency_bounds_running_jobs(start_app: StartApp) -> None:
         assert (await wait_for(client, job["id"], "succeeded"))["result"] == "released"
 
 
-async def test_every_status_change_is_an_event_and_counted(start_app: StartApp) -> None:
-    client = await start_app()
+def _job_events(client: TestClient) -> list[JobEvent]:
+    """Every job event the app emits from now on, as it is emitted."""
     seen: list[JobEvent] = []
 
     async def record(event: JobEvent) -> None:
         seen.append(event)
 
     client.app[JOB_EVENTS].subscribe(record)
+    return seen
+
+
+async def test_every_status_change_is_an_event_and_counted(start_app: StartApp) -> None:
+    client = await start_app()
+    seen = _job_events(client)
     job = await submit(client, "demo.flaky", args={"failures": 1})
     await wait_for(client, job["id"], "succeeded")
     statuses = [e.status for e in seen if e.job["id"] == job["id"]]
@@ -192,12 +200,7 @@ async def test_every_status_change_is_an_event_and_counted(start_app: StartApp) 
 
 async def test_an_attempt_that_takes_a_while_is_shown_running_first(start_app: StartApp) -> None:
     client = await start_app()
-    seen: list[JobEvent] = []
-
-    async def record(event: JobEvent) -> None:
-        seen.append(event)
-
-    client.app[JOB_EVENTS].subscribe(record)
+    seen = _job_events(client)
     job = await submit(client, "demo.sleep", args={"seconds": 0.6})
     running = await wait_for(client, job["id"], "running")
     assert running["attempts"] == 1
