@@ -1,9 +1,9 @@
 """The consumer: takes deliveries, runs their tasks, records outcomes, then settles.
 
 At most `[worker] concurrency` jobs run at once; up to `prefetch` more
-deliveries are held meanwhile, their records being read (a job's bookkeeping
-does not take a slot, only its run does). For each delivery the job's record
-decides what to do (`app.queue.decision`). A job that runs is run under its
+deliveries are held meanwhile. Once a slot is free, the job's record is read
+and decides what to do with the delivery (`app.queue.decision`); the slot is
+freed before the outcome is written. A job that runs is run under its
 task's timeout, and its outcome is written to the record before the delivery
 is settled — ack after a success, the next attempt published with backoff
 after a failure, the dead queue after the last one. The outcome is written
@@ -197,7 +197,9 @@ class Consumer:
 
     async def _process(self, delivery: Delivery) -> None:
         message = delivery.message
-        async with self._slots:  # taken first: the job is never shown running while it waits
+        # The record is read once a slot is free: a copy that waited is judged on what
+        # the record says now, not on what it said when the copy arrived.
+        async with self._slots:
             record = await self.store.get(message.id)
             decision = decide(record, message, delivery.redeliveries, self.settings.delivery_limit)
             if decision.action is Action.RUN:
