@@ -29,6 +29,7 @@ from app import __version__
 from app.application import CONFIG, Role, apply_reload, create_app
 from app.config import Config
 from app.core.access_log import ACCESS_LOGGER, AccessLogger
+from app.core.gc_tuning import tune_for_serving
 from app.core.lifecycle import LIFECYCLE, Lifecycle
 from app.core.listener import start_site, stop_accepting
 from app.errors import ConfigError, KeelError
@@ -154,6 +155,7 @@ async def serve(
         try:
             await runner.setup()
             site, host, port = await start_site(runner, host, port, listen_fd)
+            tune_for_serving()
             log.info(
                 "Keel %s %s on http://%s:%d (pid %d, %s loop) plugins: %s",
                 __version__,

@@ -1,0 +1,32 @@
+"""The cyclic garbage collector set for a long-running server, once it is up.
+
+CPython collects its youngest generation every 700 net allocations of
+container objects. A busy server reaches that several times a second with the
+objects of the requests and jobs in flight alone — objects that are still
+alive, so each collection walks them, promotes them, and walks them again in
+the older generations. Under `bench/jobs.py` (RabbitMQ, 15 s at ~600 jobs/s
+on one core) that was 363 young collections taking 0.57 s of CPU and three
+full ones of ~65 ms each (a pause every request in flight waits out) — 5% of
+the process's CPU. With the young threshold at 10,000: 12 collections,
+0.16 s in all.
+
+Startup's objects (modules, routes, plugins: ~75,000) live as long as the
+process; frozen (`gc.freeze`) once startup is over, no later full collection
+walks them again. Reference counting still frees everything that is not in
+a cycle at once; only cyclic garbage waits a little longer to be found.
+"""
+
+from __future__ import annotations
+
+import gc
+
+# Net allocations of container objects between two young-generation collections.
+YOUNG_THRESHOLD = 10_000
+
+
+def tune_for_serving() -> None:
+    """Call once startup is over (plugins loaded, listening)."""
+    gc.collect()  # startup's own garbage goes now, not into the frozen set
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, middle, oldest)
