@@ -154,8 +154,8 @@ async def serve(
     with SignalWatcher(exit_now) as signals:
         try:
             await runner.setup()
+            tune_for_serving()  # plugins are up: what startup made lives as long as we do
             site, host, port = await start_site(runner, host, port, listen_fd)
-            tune_for_serving()
             log.info(
                 "Keel %s %s on http://%s:%d (pid %d, %s loop) plugins: %s",
                 __version__,
