@@ -4,8 +4,9 @@ Two connections, each on a thread of its own (`app.sharding.sqlite_connection`):
 the writer and a reader that sees only committed data, concurrently with the
 writer thanks to WAL. Single-statement writes (`write`) go through the
 writer's group commit: those of one event-loop turn, and those sent while a
-transaction commits, run as the next transaction — one thread hop and one
-WAL sync for the batch; a failing statement is undone on its own and fails
+transaction commits (under load, also those of the next few milliseconds:
+`WRITE_GATHER`), run as the next transaction — one thread hop and one WAL
+sync for the batch; a failing statement is undone on its own and fails
 only its own caller. Reads of one turn share one hop to the
 reader the same way. A multi-statement `transaction()` holds the writer
 alone (a lock, which batches take too) and costs one hop per statement.
@@ -34,6 +35,11 @@ _UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly", "no 
 # What one statement's bad input raises (sqlite3's own errors, or its argument checks).
 _STATEMENT_ERRORS = (sqlite3.Error, ValueError, OverflowError, TypeError)
 _Outcome = list[Row] | BaseException
+# Under concurrent load a write batch waits this long for more writes to join it
+# (`GroupCommit.gather`): a commit's fsync costs ~200 µs of CPU whatever it carries,
+# and batches of one turn were ~4 statements. 3 ms halved the commits per job in
+# bench/jobs.py (bench/README § "A seventh session"); reads do not wait.
+WRITE_GATHER = 0.003  # seconds
 
 
 @functools.lru_cache(maxsize=512)
@@ -161,13 +167,15 @@ class SQLiteBackend(ShardBackend):
         self._writer: SQLiteConnection | None = None
         self._reader: SQLiteConnection | None = None
         self._write_lock = asyncio.Lock()
-        self.writes = self._group("writes", self._run_writes)
+        self.writes = self._group("writes", self._run_writes, gather=WRITE_GATHER)
         self.reads = self._group("reads", self._run_reads)
 
-    def _group(self, role: str, runner: Callable[..., Any]) -> GroupCommit:
+    def _group(self, role: str, runner: Callable[..., Any], gather: float = 0.0) -> GroupCommit:
         # A cancelled caller waits at most this for its batch: the busy timeout bounds
         # how long a batch waits for the file, and a statement runs well within it.
-        return GroupCommit(f"{self.shard} {role}", runner, settle_timeout=2 * self.busy_timeout)
+        return GroupCommit(
+            f"{self.shard} {role}", runner, settle_timeout=2 * self.busy_timeout, gather=gather
+        )
 
     async def _connect(self, role: str) -> SQLiteConnection:
         connection = SQLiteConnection(
@@ -187,7 +195,7 @@ class SQLiteBackend(ShardBackend):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ShardUnavailable(self.shard, f"cannot create {self.path.parent}: {exc}") from exc
-        self.writes = self._group("writes", self._run_writes)
+        self.writes = self._group("writes", self._run_writes, gather=WRITE_GATHER)
         self.reads = self._group("reads", self._run_reads)
         self._writer = await self._connect("writer")
         self._reader = await self._connect("reader")

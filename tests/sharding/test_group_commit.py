@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from app.sharding import group_commit
 from app.sharding.backend import ShardBackend, ShardUnavailable
-from app.sharding.group_commit import Closed, GroupCommit, Statement
-from app.sharding.sqlite import SQLiteBackend
+from app.sharding.group_commit import Closed, GroupCommit, Rows, Statement
+from app.sharding.sqlite import WRITE_GATHER, SQLiteBackend
 
 CREATE = "CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL)"
 INSERT = "INSERT INTO t (id, n) VALUES ($1, $2) RETURNING id, n"
@@ -255,6 +256,98 @@ async def test_a_drain_cancelled_with_the_loop_leaves_no_caller_waiting() -> Non
     group._task.cancel()  # what the loop's end does to every task left
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(caller, timeout=5)
+
+
+# -- gathering: under load, a batch waits a moment for more ------------------------------
+
+
+class Recorder:
+    """A runner that records each batch's statements (their first argument) and answers."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    async def __call__(self, statements: Sequence[Statement]) -> list[Rows | BaseException]:
+        self.batches.append([str(s.args[0]) for s in statements])
+        await asyncio.sleep(0)
+        return [[{"id": str(s.args[0])}] for s in statements]
+
+
+async def loaded(group: GroupCommit) -> None:
+    """Two statements at once: the group's last batch carried more than one."""
+    await asyncio.gather(group.run("INSERT", "load-1"), group.run("INSERT", "load-2"))
+
+
+async def test_under_load_a_batch_gathers_what_is_sent_in_the_next_moments() -> None:
+    recorder = Recorder()
+    group = GroupCommit("gathering", recorder, gather=30.0)
+    await loaded(group)
+    first = asyncio.create_task(group.run("INSERT", "a"))
+    await asyncio.sleep(0.01)  # a's batch would have run by now without gathering
+    assert recorder.batches == [["load-1", "load-2"]]
+    second = asyncio.create_task(group.run("INSERT", "b"))
+    await asyncio.sleep(0)
+    await group.close()  # cuts the gathering short: no 30 s wait
+    assert await first == [{"id": "a"}]
+    assert await second == [{"id": "b"}]
+    assert recorder.batches == [["load-1", "load-2"], ["a", "b"]]
+
+
+async def test_a_lone_writer_and_an_idle_group_never_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = Recorder()
+    group = GroupCommit("lone", recorder, gather=30.0)
+    async with asyncio.timeout(5):
+        for n in range(3):  # one statement a batch: never under load
+            await group.run("INSERT", f"seq{n}")
+        monkeypatch.setattr(group_commit, "BUSY_FOR", 0.01)
+        await loaded(group)
+        await asyncio.sleep(0.02)  # idle since
+        await group.run("INSERT", "after-a-pause")
+    assert recorder.batches[-1] == ["after-a-pause"]
+    assert all(len(batch) == 1 for batch in recorder.batches[:3])
+
+
+async def test_a_caller_cancelled_while_its_batch_gathers_is_withdrawn() -> None:
+    recorder = Recorder()
+    group = GroupCommit("withdrawn", recorder, gather=30.0)
+    await loaded(group)
+    doomed = asyncio.create_task(group.run("INSERT", "doomed"))
+    kept = asyncio.create_task(group.run("INSERT", "kept"))
+    await asyncio.sleep(0.01)
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    await group.close()
+    assert await kept == [{"id": "kept"}]
+    assert recorder.batches[-1] == ["kept"]  # the cancelled one never ran
+    assert group.stats.withdrawn == 1
+
+
+async def test_a_drain_cancelled_while_gathering_leaves_no_caller_waiting() -> None:
+    group = GroupCommit("ended", Recorder(), gather=30.0)
+    await loaded(group)
+    caller = asyncio.create_task(group.run("INSERT", "never"))
+    await asyncio.sleep(0.01)
+    assert group._task is not None
+    group._task.cancel()  # what the loop's end does to every task left
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(caller, timeout=5)
+
+
+async def test_a_shards_writes_of_the_next_moments_under_load_are_one_transaction(
+    shard: SQLiteBackend,
+) -> None:
+    assert shard.writes.gather == WRITE_GATHER > 0
+    gate = Gate(shard)
+    await asyncio.gather(shard.write(INSERT, "l0", 0), shard.write(INSERT, "l1", 1))
+    writes = []
+    for n in range(4):  # each in a turn of its own
+        writes.append(asyncio.create_task(shard.write(INSERT, f"m{n}", n)))
+        await asyncio.sleep(0)
+    assert [await write for write in writes] == [[{"id": f"m{n}", "n": n}] for n in range(4)]
+    # Without gathering, m0 would have gone alone as soon as it was sent.
+    assert gate.batches == [["l0", "l1"], ["m0", "m1", "m2", "m3"]]
+    assert await ids(shard) == {"l0", "l1", "m0", "m1", "m2", "m3"}
 
 
 # -- both dialects: the same promises on PostgreSQL ------------------------------------------
