@@ -159,6 +159,8 @@ class GroupCommit:
             while self._waiting:
                 if self._under_load():
                     await self._gather()
+                    if not self._waiting:  # every caller withdrew meanwhile
+                        break
                 batch: list[_Pending] = []
                 ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 while self._waiting and len(batch) < self.max_batch:

@@ -323,6 +323,21 @@ async def test_a_caller_cancelled_while_its_batch_gathers_is_withdrawn() -> None
     assert group.stats.withdrawn == 1
 
 
+async def test_a_gathering_whose_every_caller_withdrew_runs_no_empty_batch() -> None:
+    recorder = Recorder()
+    group = GroupCommit("deserted", recorder, gather=0.05)
+    await loaded(group)
+    doomed = asyncio.create_task(group.run("INSERT", "doomed"))
+    await asyncio.sleep(0.01)
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    drain = group._task
+    assert drain is not None
+    await asyncio.wait_for(drain, timeout=5)  # the gathering ends; nothing is left to run
+    assert recorder.batches == [["load-1", "load-2"]]
+
+
 async def test_a_drain_cancelled_while_gathering_leaves_no_caller_waiting() -> None:
     group = GroupCommit("ended", Recorder(), gather=30.0)
     await loaded(group)
