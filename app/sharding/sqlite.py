@@ -167,15 +167,18 @@ class SQLiteBackend(ShardBackend):
         self._writer: SQLiteConnection | None = None
         self._reader: SQLiteConnection | None = None
         self._write_lock = asyncio.Lock()
-        self.writes = self._group("writes", self._run_writes, gather=WRITE_GATHER)
-        self.reads = self._group("reads", self._run_reads)
+        self._new_groups()
 
-    def _group(self, role: str, runner: Callable[..., Any], gather: float = 0.0) -> GroupCommit:
+    def _new_groups(self) -> None:
+        """Fresh write and read groups (a reopened shard takes statements again)."""
         # A cancelled caller waits at most this for its batch: the busy timeout bounds
         # how long a batch waits for the file, and a statement runs well within it.
-        return GroupCommit(
-            f"{self.shard} {role}", runner, settle_timeout=2 * self.busy_timeout, gather=gather
+        settle = 2 * self.busy_timeout
+        name = self.shard
+        self.writes = GroupCommit(
+            f"{name} writes", self._run_writes, settle_timeout=settle, gather=WRITE_GATHER
         )
+        self.reads = GroupCommit(f"{name} reads", self._run_reads, settle_timeout=settle)
 
     async def _connect(self, role: str) -> SQLiteConnection:
         connection = SQLiteConnection(
@@ -195,8 +198,7 @@ class SQLiteBackend(ShardBackend):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ShardUnavailable(self.shard, f"cannot create {self.path.parent}: {exc}") from exc
-        self.writes = self._group("writes", self._run_writes, gather=WRITE_GATHER)
-        self.reads = self._group("reads", self._run_reads)
+        self._new_groups()
         self._writer = await self._connect("writer")
         self._reader = await self._connect("reader")
 
